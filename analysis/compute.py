@@ -16,6 +16,7 @@ from .spectra import with_baselines
 from .store import Store
 
 SPECTRUM_VERSION = 1  # bump when what `spectrum` computes changes
+NEAR_ZERO_Q = 0.1  # "near zero": below the Gaussian baseline's 10th percentile
 
 
 def resolve_block(cfg: dict, run) -> int:
@@ -59,12 +60,12 @@ def measures(records: list[dict]) -> pd.DataFrame:
         values = {
             "top_ratio_gaussian": shape.top_ratio(r["sv"], r["gaussian"]),
             "top_ratio_logistic": shape.top_ratio(r["sv"], r["logistic"]),
-            "near_zero_weights": shape.near_zero_fraction(r["sv"], np.median(r["gaussian"])),
-            "near_zero_gaussian": shape.near_zero_fraction(r["gaussian"], np.median(r["gaussian"])),
+            "near_zero_gaussian": shape.near_zero_fraction(r["sv"], r["gaussian"], NEAR_ZERO_Q),
             "ks_gaussian": shape.ks_distance(r["sv"], r["gaussian"]),
             "ks_logistic": shape.ks_distance(r["sv"], r["logistic"]),
             "w1_gaussian": shape.w1_distance(r["sv"], r["gaussian"]),
             "kurtosis": r["kurtosis"],
+            "n_singular_values": len(r["sv"]),
         }
         rows += [{"run": r["run"], "step": r["step"], "block": r["block"], "role": r["role"], "measure": k, "value": v} for k, v in values.items()]
     return pd.DataFrame(rows)

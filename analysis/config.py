@@ -24,7 +24,7 @@ DEFAULTS = {
     "seed": 0,  # seeds the sampled baselines
     "cache_dir": ".cache",  # relative to the project root; ANALYSIS_CACHE_DIR overrides
     "figures": {
-        "bins": 60,
+        "bins": 40,
         "fps": 3,
         "grid_steps": 6,  # steps shown in the static (PDF) grid
     },

@@ -15,9 +15,12 @@ def top_ratio(sv: np.ndarray, baseline_sv: np.ndarray) -> float:
     return float(np.max(sv) / np.max(baseline_sv))
 
 
-def near_zero_fraction(sv: np.ndarray, scale: float, frac: float = 0.25) -> float:
-    """Fraction of singular values below `frac * scale` (scale: a baseline's median sigma)."""
-    return float(np.mean(np.asarray(sv) < frac * scale))
+def near_zero_fraction(sv: np.ndarray, baseline_sv: np.ndarray, q: float = 0.1) -> float:
+    """Fraction of singular values below the baseline's q-quantile (q itself for the baseline).
+
+    The fitted baseline has the same entry variance, so the same sum of sigma^2 in
+    expectation: a heavier tail must be paid for with more mass near zero."""
+    return float(np.mean(np.asarray(sv) < np.quantile(baseline_sv, q)))
 
 
 def ks_distance(sv: np.ndarray, baseline_sv: np.ndarray) -> float:

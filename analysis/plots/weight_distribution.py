@@ -30,7 +30,7 @@ def draw_panel(ax, rec: dict, lim: dict, legend: bool = False, title: str | None
     ax.plot(x, mp_density(x, rec["rows"], rec["cols"], rec["gaussian_scale"] ** 2), **style.BASELINES["mp"])
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(0, lim["ymax"])
-    ax.set_title(title or f"{style.ROLE_LABELS[rec['role']]}  {rec['rows']}×{rec['cols']}")
+    ax.set_title(f"{style.ROLE_LABELS[rec['role']]}  {rec['rows']}×{rec['cols']}" if title is None else title)
     if legend:
         ax.legend(loc="upper right", fontsize="small")
 
@@ -67,7 +67,7 @@ def grid(records: list[dict], run: str, steps: list[int], bins: int):
         for j, step in enumerate(steps):
             rec = next(r for r in rs if r["role"] == role and r["step"] == step)
             title = f"step {step}" if i == 0 else ""
-            draw_panel(axes[i, j], rec, limits[role], legend=(i == 0 and j == len(steps) - 1), title=title)
+            draw_panel(axes[i, j], rec, limits[role], title=title)
             axes[i, j].tick_params(labelsize="x-small")
             if i == 0 and j == len(steps) - 1:
                 axes[i, j].legend(fontsize="xx-small", loc="upper right")

@@ -122,8 +122,9 @@ def train_run(name: str, tokens: np.ndarray, cfg: dict, vocab_size: int, out: Pa
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        log.append({"step": step + 1, "loss": float(loss), "lr": learning_rate(step, cfg)})
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        value = loss.item()
+        log.append({"step": step + 1, "loss": value, "lr": learning_rate(step, cfg)})
+        bar.set_postfix(loss=f"{value:.3f}")
     return log
 
 

@@ -1,0 +1,53 @@
+"""Every chapter listed in _quarto.yml executes through Jupyter on the smoke suite."""
+
+import re
+import shutil
+import subprocess
+
+import imageio_ffmpeg
+import pytest
+
+from analysis import report
+
+from .conftest import ROOT, fresh_cache
+
+
+def test_chapter_list_comes_from_quarto_yml_and_every_file_exists():
+    chapters = report.chapters(ROOT)
+    assert chapters[0].name == "index.qmd"
+    assert ROOT / "report" / "weight-distribution.qmd" in chapters
+    assert all(p.is_file() for p in chapters)
+
+
+def test_qmd_python_chunks_become_code_cells():
+    nb = report.read_chapter(ROOT / "report" / "weight-distribution.qmd")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert len(code) >= 5 and "compute.spectra" in code[0].source
+
+
+@pytest.mark.slow
+def test_every_chapter_executes_and_writes_its_figures(corpus_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANALYSIS_CACHE_DIR", str(fresh_cache(corpus_cache, tmp_path / "cache")))
+    figures = ROOT / "report" / "figures" / "smoke"
+    shutil.rmtree(figures, ignore_errors=True)
+    written = report.preview(ROOT, profile="smoke", out=tmp_path / "preview")
+    assert [p.name for p in written] == ["index.html", "report-weight-distribution.html"]
+    html = (tmp_path / "preview" / "report-weight-distribution.html").read_text()
+    assert html.count("data:video/mp4;base64,") == 2  # one animation per run
+    assert "data:image/png;base64," in html  # static figures
+    assert "Traceback" not in html and "{python}" not in html
+    assert re.search(r"\d+ of \d+ tested parts of the claim hold", html)
+    for run in ("raw", "deduped"):
+        frames, _ = imageio_ffmpeg.count_frames_and_secs(str(figures / "weight-distribution" / f"sv-{run}.mp4"))
+        assert frames == 6  # one frame per checkpoint of the smoke suite
+
+
+@pytest.mark.skipif(shutil.which("quarto") is None, reason="quarto is not installed")
+@pytest.mark.slow
+def test_quarto_renders_the_book(corpus_cache, tmp_path):
+    env_cache = fresh_cache(corpus_cache, tmp_path / "cache")
+    done = subprocess.run(["quarto", "render", "--profile", "smoke", "--to", "html"], cwd=ROOT,
+                          env={**__import__("os").environ, "ANALYSIS_CACHE_DIR": str(env_cache)},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (ROOT / "_book" / "report" / "weight-distribution.html").is_file()

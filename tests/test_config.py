@@ -1,0 +1,65 @@
+import pytest
+
+from analysis import config
+
+
+def write_project(tmp_path, main: str, **profiles):
+    (tmp_path / "_quarto.yml").write_text(main)
+    for name, text in profiles.items():
+        (tmp_path / f"_quarto-{name}.yml").write_text(text)
+    return tmp_path
+
+
+def test_defaults_fill_what_quarto_yml_leaves_out(tmp_path):
+    cfg = config.load(root=write_project(tmp_path, "analysis:\n  seed: 7\n"), profile="")
+    assert cfg["seed"] == 7
+    assert cfg["roles"] == list(config.ROLES)
+    assert cfg["tiny"]["n_layer"] == config.DEFAULTS["tiny"]["n_layer"]
+
+
+def test_profile_overrides_nested_keys_and_keeps_the_rest(tmp_path):
+    root = write_project(tmp_path, "analysis:\n  tiny:\n    n_layer: 6\n    d_model: 64\n",
+                         quick="analysis:\n  tiny:\n    d_model: 32\n  roles: [qkv]\n")
+    cfg = config.load(root=root, profile="quick")
+    assert cfg["tiny"]["n_layer"] == 6 and cfg["tiny"]["d_model"] == 32
+    assert cfg["roles"] == ["qkv"]
+    assert cfg["profiles"] == ["quick"]
+
+
+def test_quarto_profile_environment_variable_selects_the_profile(tmp_path, monkeypatch):
+    root = write_project(tmp_path, "analysis:\n  seed: 1\n", a="analysis:\n  seed: 2\n", b="analysis:\n  seed: 3\n")
+    monkeypatch.setenv("QUARTO_PROFILE", "a,b")
+    assert config.load(root=root)["seed"] == 3  # later profiles win, as in Quarto
+
+
+def test_unknown_setting_is_named_with_its_file(tmp_path):
+    root = write_project(tmp_path, "analysis:\n  tiny:\n    n_layers: 4\n")
+    with pytest.raises(config.ConfigError, match=r"_quarto.yml: analysis.tiny: unknown setting 'n_layers'"):
+        config.load(root=root, profile="")
+
+
+def test_unknown_role_and_missing_profile_are_clear_errors(tmp_path):
+    root = write_project(tmp_path, "analysis:\n  roles: [qkv, attention]\n")
+    with pytest.raises(config.ConfigError, match="unknown role"):
+        config.load(root=root, profile="")
+    root2 = tmp_path / "p2"
+    root2.mkdir()
+    write_project(root2, "analysis: {}\n")
+    with pytest.raises(config.ConfigError, match="_quarto-nope.yml does not exist"):
+        config.load(root=root2, profile="nope")
+
+
+def test_cache_dir_env_override_and_root_search(tmp_path, monkeypatch):
+    root = write_project(tmp_path, "analysis: {}\n")
+    (root / "report").mkdir()
+    monkeypatch.setenv("ANALYSIS_CACHE_DIR", str(tmp_path / "elsewhere"))
+    cfg = config.load(root=root / "report", profile="")
+    assert cfg["root"] == str(root.resolve())
+    assert cfg["cache_dir"] == str((tmp_path / "elsewhere").resolve())
+
+
+def test_the_projects_own_settings_load():
+    cfg = config.load(root=config.find_root(__file__), profile="")
+    assert cfg["suite"] == "tiny"
+    smoke = config.load(root=config.find_root(__file__), profile="smoke")
+    assert smoke["tiny"]["train_steps"] < cfg["tiny"]["train_steps"]

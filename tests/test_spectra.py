@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.linalg
+
+from analysis import spectra
+
+
+def matrix_with_spread(m, n, spread, seed):
+    """An (m, n) matrix whose singular values span `spread` (log-uniformly)."""
+    rng = np.random.default_rng(seed)
+    k = min(m, n)
+    u, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    s = np.logspace(0, -np.log10(spread), k)
+    return (u * s) @ v.T
+
+
+@pytest.mark.parametrize("shape", [(96, 32), (32, 96), (64, 64)])
+def test_singular_values_match_lapack_within_1e_9_of_sigma_max(shape):
+    rng = np.random.default_rng(0)
+    batch = np.stack([matrix_with_spread(*shape, 1e5, seed=s) for s in range(3)] + [rng.standard_normal(shape)])
+    ours = spectra.singular_values(batch)
+    for w, sv in zip(batch, ours):
+        ref = scipy.linalg.svdvals(w)
+        assert sv.shape == ref.shape
+        assert np.max(np.abs(sv - ref)) <= 1e-9 * ref[0]
+
+
+def test_float32_input_is_widened_so_small_singular_values_survive():
+    w = matrix_with_spread(80, 40, 1e5, seed=1)
+    w32 = w.astype(np.float32)
+    ref = scipy.linalg.svdvals(w32.astype(np.float64))
+    sv = spectra.singular_values(w32)
+    assert sv.dtype == np.float64
+    assert np.max(np.abs(sv - ref)) <= 1e-9 * ref[0]
+    # The trap this guards against: a float32 Gram matrix loses the small half of the spectrum.
+    lam32 = np.linalg.eigvalsh(w32.T @ w32)
+    assert np.max(np.abs(np.sqrt(np.clip(lam32, 0, None))[::-1] - ref)) > 1e-5 * ref[0]
+
+
+def test_single_matrix_and_batch_agree():
+    w = np.random.default_rng(2).standard_normal((5, 40, 24))
+    assert np.allclose(spectra.singular_values(w)[3], spectra.singular_values(w[3]), rtol=0, atol=1e-12)
+
+
+def test_marchenko_pastur_density_integrates_to_one_and_matches_edges():
+    m, n, var = 300, 1200, 0.02**2
+    lo, hi = spectra.mp_edges(m, n, var)
+    total, _ = scipy.integrate.quad(lambda s: spectra.mp_density(np.array([s]), m, n, var)[0], lo, hi, limit=200)
+    assert total == pytest.approx(1.0, abs=1e-3)
+    sv = spectra.singular_values(np.random.default_rng(3).normal(0, 0.02, (m, n)))
+    assert sv[0] == pytest.approx(hi, rel=0.03) and sv[-1] == pytest.approx(lo, rel=0.05)
+
+
+def test_baselines_fit_the_entries_and_have_the_same_shape():
+    rng = np.random.default_rng(4)
+    w = rng.logistic(0.01, 0.05, size=(120, 60))
+    out = spectra.with_baselines(w, seed=0)
+    assert out["sv"].shape == out["gaussian"].shape == out["logistic"].shape == (60,)
+    assert out["gaussian_scale"] == pytest.approx(w.std())
+    assert out["logistic_scale"] == pytest.approx(0.05, rel=0.05)
+    assert out["logistic_loc"] == pytest.approx(0.01, abs=0.005)
+    # Same seed, same baseline: results are reproducible.
+    again = spectra.with_baselines(w, seed=0)
+    assert np.array_equal(out["gaussian"], again["gaussian"])
+
+
+def test_unknown_baseline_is_rejected():
+    with pytest.raises(ValueError, match="unknown baseline"):
+        spectra.sample_baseline("cauchy", {}, (2, 2), 0)
