@@ -29,3 +29,12 @@ def array_module(choice: str = "auto"):
 def to_numpy(a) -> np.ndarray:
     """Host copy of a NumPy or CuPy array."""
     return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def memory_budget(xp, fraction: float = 0.5, host_bytes: int = 4 << 30) -> int:
+    """Bytes a batched computation may use: a fraction of free device memory on CuPy,
+    `host_bytes` on NumPy (the machine's RAM is not ours alone)."""
+    if xp is np:
+        return host_bytes
+    free, _total = xp.cuda.Device().mem_info
+    return int(free * fraction)

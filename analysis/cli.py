@@ -22,13 +22,20 @@ def _compute(cfg, args) -> int:
 
     start = time.time()
     records = compute.spectra(cfg)
-    print(f"{len(records)} spectra cached under {cfg['cache_dir']} ({time.time() - start:.1f} s)")
+    table = compute.measures(records, cfg["cache_dir"])
+    print(f"{len(records)} spectra and {len(table)} measure values cached under {cfg['cache_dir']} "
+          f"({time.time() - start:.1f} s)")
     return 0
 
 
 def _report(cfg, args) -> int:
     from .report import render
 
+    # Train and compute here, with progress bars on the terminal; the chapters then only
+    # read the cache (under Quarto too).
+    if cfg["suite"] == "tiny":
+        _train_tiny(cfg, args)
+    _compute(cfg, args)
     return render(Path(cfg["root"]), ",".join(cfg["profiles"]) or None)
 
 

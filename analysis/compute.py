@@ -5,6 +5,8 @@ per run, step and role of the configured block, the weights' singular values wit
 fitted baselines, cached in the store under the checkpoint's content hash.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
@@ -12,10 +14,11 @@ from tqdm.auto import tqdm
 from . import shape
 from .backend import array_module
 from .checkpoints import Checkpoint, open_runs, select_steps
-from .spectra import with_baselines
-from .store import Store
+from .spectra import BASELINES, with_baselines
+from .store import Store, key_digest
 
-SPECTRUM_VERSION = 1  # bump when what `spectrum` computes changes
+SPECTRUM_VERSION = 2  # bump when what `spectrum` computes changes
+MEASURES_VERSION = 1  # bump when `shape_measures` changes
 NEAR_ZERO_Q = 0.1  # "near zero": below the Gaussian baseline's 10th percentile
 
 
@@ -23,49 +26,87 @@ def resolve_block(cfg: dict, run) -> int:
     return run.middle_block() if cfg["block"] == "middle" else int(cfg["block"])
 
 
-def spectrum(ckpt: Checkpoint, role: str, block: int, seed: int, store: Store, xp=np) -> dict:
-    name = ckpt.tensor_name(role, block)
-    key = {"kind": "spectrum", "version": SPECTRUM_VERSION, "weights": ckpt.content_hash, "tensor": name, "seed": seed}
+def spectrum_key(ckpt: Checkpoint, role: str, block: int, seed: int) -> dict:
+    return {"kind": "spectrum", "version": SPECTRUM_VERSION, "weights": ckpt.content_hash,
+            "tensor": ckpt.tensor_name(role, block), "seed": seed}
 
-    def compute():
-        w = ckpt.matrix(role, block).astype(np.float64)
-        out = with_baselines(w, seed, xp)
-        out.update(kurtosis=shape.excess_kurtosis(w), rows=w.shape[0], cols=w.shape[1])
-        return out
 
-    return store.cached(key, compute)
+def spectrum_record(w: np.ndarray, seed: int, xp=np) -> dict:
+    """What is cached per matrix w: (out, in): its spectrum, the baselines' and entry statistics."""
+    w = w.astype(np.float64)
+    out = with_baselines(w, seed, xp)
+    out.update(kurtosis=shape.excess_kurtosis(w), std=float(w.std()), rows=w.shape[0], cols=w.shape[1])
+    return out
+
+
+def prefetched(load, items):
+    """Yield (item, load(item)), loading the next item in a thread while the caller works on
+    the current one: reading tensors (disk or network) overlaps computing spectra."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(load, items[0]) if items else None
+        for i, item in enumerate(items):
+            value = future.result()
+            if i + 1 < len(items):
+                future = pool.submit(load, items[i + 1])
+            yield item, value
 
 
 def spectra(cfg: dict, progress: bool = True) -> list[dict]:
-    """Records {run, step, block, role, sv, gaussian, logistic, fits, ...} for the configured
-    runs, steps, block and roles, in run, step, role order."""
+    """Records {run, step, block, role, sv, gaussian, logistic, shuffled, fits, ..., key} for
+    the configured runs, steps, block and roles, in run, step, role order. Missing ones are
+    computed (reading the next matrix while computing the current) and cached."""
     store, xp = Store(cfg["cache_dir"]), array_module(cfg["backend"])
-    runs = open_runs(cfg)
     jobs = []
-    for run in runs.values():
+    for run in open_runs(cfg).values():
         block = resolve_block(cfg, run)
         for step in select_steps(run, cfg["steps"]):
-            jobs += [(run, step, block, role) for role in cfg["roles"]]
-    records = []
-    for run, step, block, role in tqdm(jobs, desc="spectra", unit="matrix", disable=not progress):
-        rec = spectrum(run.checkpoint(step), role, block, cfg["seed"], store, xp)
-        records.append({"run": run.name, "step": step, "block": block, "role": role, **rec})
-    return records
+            ckpt = run.checkpoint(step)
+            for role in cfg["roles"]:
+                jobs.append({"run": run.name, "step": step, "block": block, "role": role, "ckpt": ckpt,
+                             "key": spectrum_key(ckpt, role, block, cfg["seed"])})
+    missing = [j for j in jobs if not store.has(j["key"])]
+    load = lambda j: j["ckpt"].matrix(j["role"], j["block"])  # noqa: E731
+    bar = tqdm(total=len(missing), desc="spectra", unit="matrix", disable=not progress or not missing)
+    for job, w in prefetched(load, missing):
+        store.put(job["key"], spectrum_record(w, cfg["seed"], xp))
+        bar.update()
+    bar.close()
+    return [{**{k: j[k] for k in ("run", "step", "block", "role")}, **store.get(j["key"]), "key": key_digest(j["key"])}
+            for j in jobs]
 
 
-def measures(records: list[dict]) -> pd.DataFrame:
-    """Tidy table (run, step, block, role, measure, value) of the shape measures."""
+def shape_measures(r: dict) -> dict:
+    """Every shape measure of one spectrum record (see analysis.shape). -> {measure: value}"""
+    var = r["gaussian_scale"] ** 2
+    out = {}
+    for b in BASELINES:
+        out[f"ks_{b}"] = shape.ks_distance(r["sv"], r[b])
+        out[f"w1_{b}"] = shape.w1_distance(r["sv"], r[b])
+        out[f"top_ratio_{b}"] = shape.top_ratio(r["sv"], r[b])
+        out[f"near_zero_{b}"] = shape.near_zero_fraction(r["sv"], r[b], NEAR_ZERO_Q)
+    out["near_zero_mp"] = shape.below_mp_edge(r["sv"], r["rows"], r["cols"], var)
+    out["near_zero_median"] = shape.below_median_fraction(r["sv"])
+    out["spikes"] = shape.spikes(r["sv"], r["rows"], r["cols"], var)
+    fit = shape.powerlaw_alpha(r["sv"])
+    out.update({f"alpha{'' if k == 'alpha' else '_' + k}": v for k, v in fit.items()})
+    out["alpha_gaussian"] = shape.powerlaw_alpha(r["gaussian"])["alpha"]
+    out.update(kurtosis=r["kurtosis"], std=r["std"], frobenius=float(np.sqrt(np.sum(r["sv"] ** 2))),
+               spectral_norm=float(np.max(r["sv"])), stable_rank=shape.stable_rank(r["sv"]),
+               n_singular_values=len(r["sv"]))
+    return out
+
+
+def measures(records: list[dict], cache_dir=None) -> pd.DataFrame:
+    """Tidy table (run, step, block, role, measure, value) of the shape measures, each
+    record's measures cached under its spectrum's key when `cache_dir` is given."""
+    store = Store(cache_dir) if cache_dir else None
     rows = []
     for r in records:
-        values = {
-            "top_ratio_gaussian": shape.top_ratio(r["sv"], r["gaussian"]),
-            "top_ratio_logistic": shape.top_ratio(r["sv"], r["logistic"]),
-            "near_zero_gaussian": shape.near_zero_fraction(r["sv"], r["gaussian"], NEAR_ZERO_Q),
-            "ks_gaussian": shape.ks_distance(r["sv"], r["gaussian"]),
-            "ks_logistic": shape.ks_distance(r["sv"], r["logistic"]),
-            "w1_gaussian": shape.w1_distance(r["sv"], r["gaussian"]),
-            "kurtosis": r["kurtosis"],
-            "n_singular_values": len(r["sv"]),
-        }
-        rows += [{"run": r["run"], "step": r["step"], "block": r["block"], "role": r["role"], "measure": k, "value": v} for k, v in values.items()]
+        if store is None:
+            values = shape_measures(r)
+        else:
+            key = {"kind": "measures", "version": MEASURES_VERSION, "spectrum": r["key"], "near_zero_q": NEAR_ZERO_Q}
+            values = store.cached(key, lambda: shape_measures(r))
+        ids = {"run": r["run"], "step": r["step"], "block": r["block"], "role": r["role"]}
+        rows += [{**ids, "measure": k, "value": float(v)} for k, v in values.items()]
     return pd.DataFrame(rows)

@@ -1,7 +1,15 @@
-"""Distribution-shape measures of a spectrum or matrix: plain functions of arrays."""
+"""Distribution-shape measures of a spectrum or matrix: plain functions of arrays.
+
+Spectra are singular values sigma; heavy-tail fits use the eigenvalues lam = sigma^2 of
+W^T W, as heavy-tailed self-regularization does (Martin & Mahoney).
+"""
+
+import warnings
 
 import numpy as np
 import scipy.stats
+
+from .spectra import mp_edges
 
 
 def normalised(sv: np.ndarray) -> np.ndarray:
@@ -23,6 +31,22 @@ def near_zero_fraction(sv: np.ndarray, baseline_sv: np.ndarray, q: float = 0.1) 
     return float(np.mean(np.asarray(sv) < np.quantile(baseline_sv, q)))
 
 
+def below_mp_edge(sv: np.ndarray, rows: int, cols: int, var: float) -> float:
+    """Fraction of singular values below the Marchenko-Pastur lower edge (0 for square matrices)."""
+    return float(np.mean(np.asarray(sv) < mp_edges(rows, cols, var)[0]))
+
+
+def below_median_fraction(sv: np.ndarray, frac: float = 0.1) -> float:
+    """Fraction of singular values below `frac` times the median singular value."""
+    sv = np.asarray(sv)
+    return float(np.mean(sv < frac * np.median(sv)))
+
+
+def spikes(sv: np.ndarray, rows: int, cols: int, var: float) -> int:
+    """Number of singular values above the Marchenko-Pastur upper edge."""
+    return int(np.sum(np.asarray(sv) > mp_edges(rows, cols, var)[1]))
+
+
 def ks_distance(sv: np.ndarray, baseline_sv: np.ndarray) -> float:
     """Two-sample KS statistic between scale-normalised spectra (0: same shape)."""
     return float(scipy.stats.ks_2samp(normalised(sv), normalised(baseline_sv)).statistic)
@@ -33,6 +57,26 @@ def w1_distance(sv: np.ndarray, baseline_sv: np.ndarray) -> float:
     return float(scipy.stats.wasserstein_distance(normalised(sv), normalised(baseline_sv)))
 
 
+def powerlaw_alpha(sv: np.ndarray) -> dict:
+    """Power-law fit p(lam) ~ lam^-alpha of the eigenvalues lam = sigma^2 above a KS-optimal
+    xmin, by maximum likelihood (the `powerlaw` package). -> {alpha, xmin, ks, n_tail}"""
+    import powerlaw
+
+    lam = np.asarray(sv, dtype=np.float64) ** 2
+    lam = lam[lam > 0]
+    with warnings.catch_warnings():  # powerlaw warns on every fit about its own internals
+        warnings.simplefilter("ignore")
+        fit = powerlaw.Fit(lam, verbose=False)
+    return {"alpha": float(fit.power_law.alpha), "xmin": float(fit.power_law.xmin),
+            "ks": float(fit.power_law.D), "n_tail": int(np.sum(lam >= fit.power_law.xmin))}
+
+
 def excess_kurtosis(w: np.ndarray) -> float:
     """Excess kurtosis of the entries (0 for a Gaussian, 1.2 for a logistic)."""
     return float(scipy.stats.kurtosis(np.asarray(w, dtype=np.float64).ravel(), fisher=True))
+
+
+def stable_rank(sv: np.ndarray) -> float:
+    """||W||_F^2 / ||W||_2^2: how many directions carry the matrix's energy."""
+    sv = np.asarray(sv, dtype=np.float64)
+    return float(np.sum(sv**2) / np.max(sv) ** 2)

@@ -12,7 +12,10 @@ import scipy.stats
 from .backend import to_numpy
 
 
-def singular_values(w, xp=np):
+REFINE_BELOW = 1e-3  # relative to sigma_max; see _refine_small
+
+
+def singular_values(w, xp=np, refine: bool = True):
     """w: (b, m, n) or (m, n) on `xp` -> (b, min(m, n)) or (min(m, n),), descending, float64."""
     single = w.ndim == 2
     w = xp.asarray(w)
@@ -24,7 +27,53 @@ def singular_values(w, xp=np):
     gram = w @ wt if m <= n else wt @ w  # (b, k, k), k = min(m, n)
     lam = xp.linalg.eigvalsh(gram)  # ascending
     sv = xp.sqrt(xp.clip(lam, 0.0, None))[:, ::-1]
+    if refine:
+        sv = _refine_small(w, gram, sv, xp)
     return sv[0] if single else sv
+
+
+def singular_values_chunked(w, xp=np, budget_bytes: int | None = None):
+    """singular_values over a large stack w: (b, m, n), in chunks that fit `budget_bytes`
+    (default: backend.memory_budget). Each chunk holds its float64 copy, the Gram matrix
+    and the eigensolver's workspace: about 8 * (m*n + 3*k*k) bytes a matrix."""
+    from .backend import memory_budget
+
+    b, m, n = w.shape
+    k = min(m, n)
+    budget = memory_budget(xp) if budget_bytes is None else budget_bytes
+    per = 8 * (m * n + 3 * k * k)
+    chunk = max(1, budget // per)
+    return xp.concatenate([singular_values(w[i : i + chunk], xp) for i in range(0, b, chunk)])
+
+
+def _refine_small(w, gram, sv, xp):
+    """Recompute singular values below REFINE_BELOW * sigma_max without squaring them.
+
+    The Gram route's eigenvalues carry an absolute error of ~eps * k * sigma_max^2, so a
+    singular value sigma is off by ~eps * k * sigma_max^2 / sigma: fine above 1e-3 sigma_max,
+    useless near zero (~1e-8 sigma_max for a rank-deficient matrix). For those, project w onto
+    the Gram matrix's eigenvectors of the c smallest eigenvalues, b = w v: (m or n, c), and
+    take b's singular values directly: b's entries are small, so their error is relative to
+    the small values, not to sigma_max.
+    """
+    small = sv < REFINE_BELOW * sv[:, :1]  # (b, k)
+    counts = small.sum(axis=1)
+    todo = [i for i, c in enumerate(counts.tolist()) if c > 0]
+    if not todo:
+        return sv
+    sv = sv.copy()
+    m, n = w.shape[-2:]
+    for i in todo:
+        c = int(counts[i])
+        if xp is np:
+            import scipy.linalg
+
+            _, vecs = scipy.linalg.eigh(gram[i], subset_by_index=[0, c - 1])  # only c eigenvectors
+        else:
+            vecs = xp.linalg.eigh(gram[i])[1][:, :c]
+        b = (w[i].T if m <= n else w[i]) @ vecs  # (max side, c)
+        sv[i, -c:] = xp.linalg.svd(b, compute_uv=False)
+    return sv
 
 
 def fit_gaussian(w: np.ndarray) -> dict:
@@ -40,23 +89,30 @@ def fit_logistic(w: np.ndarray, max_entries: int = 1_000_000, seed: int = 0) -> 
     return {"loc": float(loc), "scale": float(scale)}
 
 
-def sample_baseline(kind: str, params: dict, shape: tuple, seed: int) -> np.ndarray:
-    """A matrix of `shape` with i.i.d. entries from the fitted distribution."""
+BASELINES = ("gaussian", "logistic", "shuffled")
+
+
+def sample_baseline(kind: str, params: dict, shape: tuple, seed: int, w: np.ndarray | None = None) -> np.ndarray:
+    """A matrix of `shape`: i.i.d. entries from the fitted distribution, or (shuffled) w's own
+    entries at random positions (WeightWatcher's "randomized ESD")."""
     rng = np.random.default_rng(seed)
     if kind == "gaussian":
         return rng.normal(params["loc"], params["scale"], size=shape)
     if kind == "logistic":
         return rng.logistic(params["loc"], params["scale"], size=shape)
-    raise ValueError(f"unknown baseline {kind!r}; expected 'gaussian' or 'logistic'")
+    if kind == "shuffled":
+        return rng.permutation(np.asarray(w).ravel()).reshape(shape)
+    raise ValueError(f"unknown baseline {kind!r}; expected one of {BASELINES}")
 
 
 def with_baselines(w: np.ndarray, seed: int, xp=np) -> dict:
     """The study's comparison for one w: (m, n): its singular values and those of a Gaussian
-    and a logistic matrix of the same shape, fitted to w's entries (one batched solve)."""
+    and a logistic matrix of the same shape fitted to w's entries, and of w shuffled
+    (one batched solve). -> {sv, gaussian, logistic, shuffled, gaussian_loc, ...}"""
     fits = {"gaussian": fit_gaussian(w), "logistic": fit_logistic(w, seed=seed)}
-    samples = [sample_baseline(k, fits[k], w.shape, seed) for k in ("gaussian", "logistic")]
+    samples = [sample_baseline(k, fits.get(k, {}), w.shape, seed, w) for k in BASELINES]
     sv = to_numpy(singular_values(xp.asarray(np.stack([w, *samples])), xp))
-    out = {"sv": sv[0], "gaussian": sv[1], "logistic": sv[2]}
+    out = {"sv": sv[0], **{k: sv[i + 1] for i, k in enumerate(BASELINES)}}
     for kind, params in fits.items():
         out.update({f"{kind}_{p}": v for p, v in params.items()})
     return out
@@ -86,3 +142,16 @@ def mp_density(sigma, m: int, n: int, var: float) -> np.ndarray:
     l_in = lam[inside]
     p_lam[inside] = np.sqrt((hi - l_in) * (l_in - lo)) / (2 * np.pi * var * q * l_in)
     return p_lam * 2 * sigma / big
+
+
+def mp_cdf(sigma, m: int, n: int, var: float, grid: int = 4096) -> np.ndarray:
+    """Marchenko-Pastur CDF of singular values (numerical integral of mp_density).
+
+    For square matrices the density of sigma is the quarter-circle law, finite at 0."""
+    lo, hi = mp_edges(m, n, var)
+    x = np.linspace(lo, hi, grid)
+    # The sigma-density has integrable square-root ends; a fine trapezoid grid is enough.
+    dens = mp_density(x, m, n, var)
+    cdf = np.concatenate([[0.0], np.cumsum((dens[1:] + dens[:-1]) / 2 * np.diff(x))])
+    cdf /= cdf[-1]
+    return np.interp(np.asarray(sigma, dtype=np.float64), x, cdf, left=0.0, right=1.0)

@@ -27,6 +27,9 @@ class Store:
         digest = key_digest(key)
         return self.root / "results" / str(key.get("kind", "misc")) / digest[:2] / f"{digest}.npz"
 
+    def has(self, key: dict) -> bool:
+        return self.path(key).is_file()
+
     def get(self, key: dict):
         path = self.path(key)
         if not path.is_file():

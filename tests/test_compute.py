@@ -18,9 +18,13 @@ def test_spectra_cover_runs_steps_roles_and_a_warm_run_recomputes_nothing(corpus
     again = compute.spectra(cfg, progress=False)
     assert [p.stat().st_mtime_ns for p in sorted(tmp_path.rglob("*.npz"))] == stamps
     assert all(np.array_equal(a["sv"], b["sv"]) for a, b in zip(records, again))
-    table = compute.measures(records)
+    table = compute.measures(records, tmp_path)
     assert set(table.columns) == {"run", "step", "block", "role", "measure", "value"}
     assert table["value"].notna().all()
+    assert {"alpha", "ks_shuffled", "spikes", "stable_rank", "near_zero_mp"} <= set(table["measure"])
+    n_files = len(list(tmp_path.rglob("*.npz")))
+    assert compute.measures(records, tmp_path).equals(table)  # warm: read back, same values
+    assert len(list(tmp_path.rglob("*.npz"))) == n_files
 
 
 def synthetic_table(ks_by_step: dict, top: float, near: float) -> pd.DataFrame:

@@ -27,6 +27,25 @@ def test_singular_values_match_lapack_within_1e_9_of_sigma_max(shape):
         assert np.max(np.abs(sv - ref)) <= 1e-9 * ref[0]
 
 
+def near_rank_deficient(m, n, rank, noise, seed):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((m, rank)) @ rng.standard_normal((rank, n)) / np.sqrt(n) + noise * rng.standard_normal((m, n))
+
+
+@pytest.mark.parametrize("w", [
+    near_rank_deficient(150, 100, 20, 0.0, 0),
+    near_rank_deficient(150, 100, 20, 1e-10, 1),
+    near_rank_deficient(100, 300, 50, 1e-9, 2),
+    near_rank_deficient(128, 128, 64, 1e-12, 3),
+    matrix_with_spread(100, 200, 1e12, seed=4),
+], ids=["rank20", "rank20+1e-10", "rank50+1e-9", "square-rank64", "spread1e12"])
+def test_near_rank_deficient_matrices_keep_the_accuracy_bar(w):
+    ref = scipy.linalg.svdvals(w)
+    assert np.max(np.abs(spectra.singular_values(w) - ref)) <= 1e-9 * ref[0]
+    # Without refinement the squared route misses it by an order of magnitude: the test bites.
+    assert np.max(np.abs(spectra.singular_values(w, refine=False) - ref)) > 1e-9 * ref[0]
+
+
 def test_float32_input_is_widened_so_small_singular_values_survive():
     w = matrix_with_spread(80, 40, 1e5, seed=1)
     w32 = w.astype(np.float32)
@@ -69,3 +88,11 @@ def test_baselines_fit_the_entries_and_have_the_same_shape():
 def test_unknown_baseline_is_rejected():
     with pytest.raises(ValueError, match="unknown baseline"):
         spectra.sample_baseline("cauchy", {}, (2, 2), 0)
+
+
+def test_chunked_batches_match_one_batch():
+    w = np.random.default_rng(6).standard_normal((7, 30, 20))
+    whole = spectra.singular_values(w)
+    per_matrix = 8 * (30 * 20 + 3 * 20 * 20)
+    chunked = spectra.singular_values_chunked(w, budget_bytes=2 * per_matrix)  # chunks of 2
+    assert np.array_equal(whole, chunked)

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+import scipy.stats
+
+from analysis import shape, spectra
+
+
+def gaussian(m, n, seed, scale=0.02):
+    return np.random.default_rng(seed).normal(0, scale, (m, n))
+
+
+def test_a_gaussian_matrix_looks_like_its_own_baselines():
+    w = gaussian(400, 200, 0)
+    out = spectra.with_baselines(w, seed=1)
+    assert shape.near_zero_fraction(out["sv"], out["gaussian"], 0.1) == pytest.approx(0.1, abs=0.06)
+    assert shape.top_ratio(out["sv"], out["gaussian"]) == pytest.approx(1.0, abs=0.05)
+    assert shape.ks_distance(out["sv"], out["gaussian"]) < 0.15
+    assert shape.spikes(out["sv"], 400, 200, out["gaussian_scale"] ** 2) <= 2
+    assert abs(shape.excess_kurtosis(w)) < 0.1
+
+
+def test_shuffled_baseline_keeps_the_entries_and_destroys_structure():
+    rng = np.random.default_rng(2)
+    w = gaussian(200, 100, 3) + 0.5 * np.outer(rng.standard_normal(200), rng.standard_normal(100)) / 100
+    out = spectra.with_baselines(w, seed=0)
+    shuffled = spectra.sample_baseline("shuffled", {}, w.shape, 0, w)
+    assert np.array_equal(np.sort(shuffled.ravel()), np.sort(w.ravel()))
+    assert shape.spikes(out["sv"], 200, 100, w.var()) >= 1  # the planted rank-1 spike
+    assert out["sv"][0] > 1.5 * out["shuffled"][0]  # shuffling removes it
+
+
+def test_powerlaw_alpha_recovers_a_pareto_tail():
+    lam = scipy.stats.pareto.rvs(b=2.0, size=3000, random_state=4)  # density ~ lam^-(b+1)
+    fit = shape.powerlaw_alpha(np.sqrt(lam))
+    assert fit["alpha"] == pytest.approx(3.0, abs=0.2)
+    assert fit["n_tail"] > 100
+
+
+def test_stable_rank_and_mp_edge_fractions():
+    assert shape.stable_rank(np.ones(50)) == pytest.approx(50)
+    assert shape.stable_rank(np.r_[10.0, np.zeros(9)]) == pytest.approx(1)
+    assert shape.below_mp_edge(np.array([0.0, 1.0]), 100, 100, 1.0) == 0  # square: edge at 0
+    assert shape.below_median_fraction(np.r_[np.full(9, 1.0), 0.01]) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "logistic"])
+def test_sampled_baselines_approach_marchenko_pastur_as_the_matrix_grows(kind):
+    """Universality: any i.i.d. entries with finite variance give MP in the limit."""
+    params = {"gaussian": {"loc": 0.0, "scale": 1.0}, "logistic": {"loc": 0.0, "scale": np.sqrt(3) / np.pi}}[kind]
+    distances = []
+    for m in (40, 160, 640):
+        n = 2 * m
+        sv = spectra.singular_values(spectra.sample_baseline(kind, params, (m, n), seed=5))
+        distances.append(scipy.stats.kstest(sv, lambda s: spectra.mp_cdf(s, m, n, 1.0)).statistic)
+    assert distances[0] > distances[1] > distances[2]
+    assert distances[2] < 0.03
