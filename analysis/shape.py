@@ -4,6 +4,8 @@ Spectra are singular values sigma; heavy-tail fits use the eigenvalues lam = sig
 W^T W, as heavy-tailed self-regularization does (Martin & Mahoney).
 """
 
+import contextlib
+import io
 import warnings
 
 import numpy as np
@@ -59,12 +61,14 @@ def w1_distance(sv: np.ndarray, baseline_sv: np.ndarray) -> float:
 
 def powerlaw_alpha(sv: np.ndarray) -> dict:
     """Power-law fit p(lam) ~ lam^-alpha of the eigenvalues lam = sigma^2 above a KS-optimal
-    xmin, by maximum likelihood (the `powerlaw` package). -> {alpha, xmin, ks, n_tail}"""
+    xmin, by maximum likelihood (the `powerlaw` package, pinned to 1.5: 2.0 returns alpha ~3
+    for tails whose maximum-likelihood alpha is 5). -> {alpha, xmin, ks, n_tail}"""
     import powerlaw
 
     lam = np.asarray(sv, dtype=np.float64) ** 2
     lam = lam[lam > 0]
-    with warnings.catch_warnings():  # powerlaw warns on every fit about its own internals
+    # powerlaw 1.5 warns about its internals and prints its xmin search unconditionally.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         fit = powerlaw.Fit(lam, verbose=False)
     return {"alpha": float(fit.power_law.alpha), "xmin": float(fit.power_law.xmin),
