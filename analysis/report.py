@@ -59,6 +59,8 @@ def _plain_markdown(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def execute_chapter(path: Path, profile: str | None = None, timeout: int = 3600) -> nbformat.NotebookNode:
     nb = read_chapter(path)
+    # What Quarto's own kernel set-up does first: figures returned by cells render as images.
+    nb.cells.insert(0, nbformat.v4.new_code_cell("%matplotlib inline"))
     env_before = os.environ.get("QUARTO_PROFILE")
     if profile is not None:
         os.environ["QUARTO_PROFILE"] = profile  # the kernel inherits it, as under Quarto

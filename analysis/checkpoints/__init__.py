@@ -127,9 +127,9 @@ class Run:
 def open_runs(cfg: dict) -> dict[str, Run]:
     """The runs named by the settings, from the tiny suite (trained on first use) or a folder."""
     if cfg["suite"] == "tiny":
-        from .tiny.train import build  # torch is imported only when the suite is needed
+        from .tiny import suite_folder
 
-        folder = build(cfg["tiny"], Path(cfg["cache_dir"]))
+        folder = suite_folder(cfg["tiny"], Path(cfg["cache_dir"]))
     else:
         folder = Path(cfg["root"]) / cfg["folder"]
     return {name: Run(name, folder / name) for name in cfg["runs"]}

@@ -3,27 +3,27 @@
 from pathlib import Path
 
 import imageio_ffmpeg
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from ..io_utils import atomic_path
 
 
 def rgb(fig) -> np.ndarray:
-    """(height, width, 3) uint8 pixels of a drawn figure."""
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    """(height, width, 3) uint8 pixels of a figure, drawn by Agg."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def write_mp4(figures, path: Path, fps: float) -> Path:
-    """Write an iterable of figures (closed after drawing) as an H.264 MP4 at `path`."""
+    """Write an iterable of figures as an H.264 MP4 at `path`."""
     path = Path(path)
     writer = None
     with atomic_path(path) as tmp:
         try:
             for fig in figures:
                 frame = rgb(fig)
-                plt.close(fig)
                 if writer is None:
                     h, w = frame.shape[:2]
                     writer = imageio_ffmpeg.write_frames(

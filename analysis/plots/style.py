@@ -1,11 +1,9 @@
 """The project's one visual style: seaborn theme, role colours, baseline line styles."""
 
-import matplotlib
-
-matplotlib.use("Agg")  # figures are files and notebook outputs, never windows
-
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
 
 _palette = sns.color_palette("colorblind")
 ROLE_COLORS = {"qkv": _palette[0], "attn_out": _palette[1], "mlp_in": _palette[2], "mlp_out": _palette[4]}
@@ -25,7 +23,11 @@ def theme() -> None:
 
 
 def figure(nrows=1, ncols=1, width=10.0, height=7.0, **kw):
-    """A themed figure and its axes (always a 2-D array of axes)."""
+    """A themed figure and its axes (always a 2-D array of axes).
+
+    A bare Figure, outside pyplot's registry: notebooks show it once (as the cell's value),
+    loops that make hundreds of frames leak nothing, and no GUI backend is ever needed."""
     theme()
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, layout="constrained", **kw)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False, **kw))
     return fig, axes

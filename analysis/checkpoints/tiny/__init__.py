@@ -1,1 +1,22 @@
 """The tiny suite: GPT-NeoX models trained here on real text, raw and deduplicated."""
+
+import hashlib
+import json
+from pathlib import Path
+
+
+def suite_key(cfg: dict) -> str:
+    """Digest of the `tiny` settings: one suite folder per distinct configuration."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def suite_folder(cfg: dict, cache_dir) -> Path:
+    """The built suite for these settings, training it first if it is not there yet.
+
+    Checking needs no torch: only a missing suite imports the training code."""
+    folder = Path(cache_dir) / "tiny-suite" / suite_key(cfg)
+    if (folder / "manifest.json").is_file():
+        return folder
+    from .train import build
+
+    return build(cfg, cache_dir)

@@ -7,7 +7,6 @@ so they differ only in the data. Everything is seeded and single-process, so two
 give bit-identical checkpoint files.
 """
 
-import hashlib
 import json
 import math
 import time
@@ -17,11 +16,11 @@ import numpy as np
 import torch
 import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from ...io_utils import atomic_dir
-from . import corpus, dedup
+from . import corpus, dedup, suite_key
 
 EOS = "<|endoftext|>"
 TORCH_THREADS = 2  # fixed, not "all cores": float reductions must not depend on the machine
@@ -126,10 +125,6 @@ def train_run(name: str, tokens: np.ndarray, cfg: dict, vocab_size: int, out: Pa
         log.append({"step": step + 1, "loss": value, "lr": learning_rate(step, cfg)})
         bar.set_postfix(loss=f"{value:.3f}")
     return log
-
-
-def suite_key(cfg: dict) -> str:
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def build(cfg: dict, cache_dir: Path) -> Path:
