@@ -12,7 +12,7 @@ import scipy.stats
 from .backend import to_numpy
 
 
-REFINE_BELOW = 1e-3  # relative to sigma_max; see _refine_small
+REFINE_BELOW = 1e-4  # relative to sigma_max; see _refine_small
 
 
 def singular_values(w, xp=np, refine: bool = True):
@@ -49,12 +49,15 @@ def singular_values_chunked(w, xp=np, budget_bytes: int | None = None):
 def _refine_small(w, gram, sv, xp):
     """Recompute singular values below REFINE_BELOW * sigma_max without squaring them.
 
-    The Gram route's eigenvalues carry an absolute error of ~eps * k * sigma_max^2, so a
-    singular value sigma is off by ~eps * k * sigma_max^2 / sigma: fine above 1e-3 sigma_max,
-    useless near zero (~1e-8 sigma_max for a rank-deficient matrix). For those, project w onto
-    the Gram matrix's eigenvectors of the c smallest eigenvalues, b = w v: (m or n, c), and
-    take b's singular values directly: b's entries are small, so their error is relative to
-    the small values, not to sigma_max.
+    The Gram route's eigenvalues carry an absolute error of ~eps * sigma_max^2 times a
+    modest factor, so a singular value sigma is off by ~eps * sigma_max^2 / sigma: well
+    inside the 1e-9 * sigma_max bar above 1e-4 sigma_max, useless near zero (~1e-8 sigma_max
+    for a rank-deficient matrix). For the c values below, find the Gram matrix's small
+    eigenspace by subspace iteration with (gram + s I)^-1 (one Cholesky factorisation; large
+    directions shrink by ~s / lambda per pass), project w onto it, b = w v: (max side, c + p),
+    and take b's singular values directly: b's entries are small, so their rounding error is
+    relative to the small values, not to sigma_max. The c smallest of b's values are the
+    answer (Courant-Fischer: the extra p columns only absorb directions near the cut).
     """
     small = sv < REFINE_BELOW * sv[:, :1]  # (b, k)
     counts = small.sum(axis=1)
@@ -63,17 +66,39 @@ def _refine_small(w, gram, sv, xp):
         return sv
     sv = sv.copy()
     m, n = w.shape[-2:]
+    k = min(m, n)
     for i in todo:
         c = int(counts[i])
-        if xp is np:
-            import scipy.linalg
-
-            _, vecs = scipy.linalg.eigh(gram[i], subset_by_index=[0, c - 1])  # only c eigenvectors
-        else:
-            vecs = xp.linalg.eigh(gram[i])[1][:, :c]
-        b = (w[i].T if m <= n else w[i]) @ vecs  # (max side, c)
-        sv[i, -c:] = xp.linalg.svd(b, compute_uv=False)
+        width = min(k, 2 * c + 8)
+        shift = (REFINE_BELOW * float(sv[i, 0])) ** 2 / 10
+        chol = xp.linalg.cholesky(gram[i] + shift * xp.eye(k))  # lower: gram + s I = L L^T
+        x = xp.asarray(np.random.default_rng(i).standard_normal((k, width)))
+        for _ in range(3):
+            x = _solve_lower_t(chol, _solve_lower(chol, x, xp), xp)  # (gram + s I)^-1 x
+            x, _ = xp.linalg.qr(x)
+        b = (w[i].T if m <= n else w[i]) @ x  # (max side, width)
+        sv[i, -c:] = xp.linalg.svd(b, compute_uv=False)[-c:]
     return sv
+
+
+def _solve_lower(chol, x, xp):
+    if xp is np:
+        import scipy.linalg
+
+        return scipy.linalg.solve_triangular(chol, x, lower=True)
+    import cupyx.scipy.linalg
+
+    return cupyx.scipy.linalg.solve_triangular(chol, x, lower=True)
+
+
+def _solve_lower_t(chol, x, xp):
+    if xp is np:
+        import scipy.linalg
+
+        return scipy.linalg.solve_triangular(chol, x, lower=True, trans="T")
+    import cupyx.scipy.linalg
+
+    return cupyx.scipy.linalg.solve_triangular(chol, x, lower=True, trans="T")
 
 
 def fit_gaussian(w: np.ndarray) -> dict:
