@@ -58,3 +58,27 @@ def weight_distribution(table: pd.DataFrame) -> pd.DataFrame:
             add("shape forms early and then stays", run, role, "step at half-way from initial to final KS",
                 float("nan") if step is None else step, step is not None and step <= FORMED_BY * last and stays)
     return pd.DataFrame(rows)
+
+
+STUDY_DEPTH_BAND = (10, 20)  # the study's effective depth for pythia-1b ...
+STUDY_LAYERS = 16  # ... whose true depth is 16 blocks
+
+
+def residual_paths(curves: dict, eff: pd.DataFrame, n_layers: int) -> pd.DataFrame:
+    """Verdicts on claim 2: the toy's non-Gaussianity grows with depth, and matching its depth
+    to the weights gives an effective depth like the study's (10-20 blocks of 16, scaled to
+    this model's depth)."""
+    rows = []
+    for key, label in (("ks_mp", "KS distance to MP"), ("kurtosis", "activation kurtosis")):
+        rho, p = scipy.stats.spearmanr(curves["depth"], curves[key])
+        rows.append({"claim": "toy non-Gaussianity grows with depth", "run": "toy", "role": "",
+                     "measure": f"Spearman ρ(depth, {label})", "value": float(rho),
+                     "verdict": "holds" if rho > 0 and p < 0.01 else "does not hold"})
+    lo, hi = (b * n_layers / STUDY_LAYERS for b in STUDY_DEPTH_BAND)
+    last = eff[eff.step == eff.step.max()]
+    for _, r in last.iterrows():
+        rows.append({"claim": f"effective depth in the study's band, scaled: {lo:.3g}-{hi:.3g} of {n_layers} blocks",
+                     "run": r["run"], "role": r["role"], "measure": "toy depth closest in W1",
+                     "value": float(r["effective_depth"]), "verdict": "holds" if lo <= r["effective_depth"] <= hi
+                     else "does not hold"})
+    return pd.DataFrame(rows)

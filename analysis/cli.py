@@ -21,10 +21,9 @@ def _compute(cfg, args) -> int:
     from . import compute
 
     start = time.time()
-    records = compute.spectra(cfg)
-    table = compute.measures(records, cfg["cache_dir"])
-    print(f"{len(records)} spectra and {len(table)} measure values cached under {cfg['cache_dir']} "
-          f"({time.time() - start:.1f} s)")
+    done = compute.fill(cfg)
+    print(f"{done['spectra']} spectra, {done['measures']} measure values and the toy model cached under "
+          f"{cfg['cache_dir']} ({time.time() - start:.1f} s)")
     return 0
 
 
@@ -41,7 +40,7 @@ def _report(cfg, args) -> int:
 
 COMMANDS = {
     "train-tiny": (_train_tiny, "train the tiny checkpoint suite (once; reused afterwards)"),
-    "compute": (_compute, "fill the results cache for the configured runs, steps, block and roles"),
+    "compute": (_compute, "fill the results cache with everything the chapters read"),
     "report": (_report, "render the book (Quarto if installed, else a Jupyter-executed HTML preview)"),
 }
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 
-from . import shape
+from . import residual, shape
 from .backend import array_module
 from .checkpoints import Checkpoint, open_runs, select_steps
 from .spectra import BASELINES, with_baselines
@@ -51,19 +51,30 @@ def prefetched(load, items):
             yield item, value
 
 
-def spectra(cfg: dict, progress: bool = True) -> list[dict]:
+def spectra(cfg: dict, progress: bool = True, blocks=None, steps=None) -> list[dict]:
     """Records {run, step, block, role, sv, gaussian, logistic, shuffled, fits, ..., key} for
-    the configured runs, steps, block and roles, in run, step, role order. Missing ones are
-    computed (reading the next matrix while computing the current) and cached."""
+    the configured runs and roles, in run, step, block, role order. Missing ones are computed
+    (reading the next matrix while computing the current) and cached.
+
+    blocks: None (the configured block), "all", or a list; steps: None (the configured
+    steps), "last", or a list."""
     store, xp = Store(cfg["cache_dir"]), array_module(cfg["backend"])
     jobs = []
     for run in open_runs(cfg).values():
-        block = resolve_block(cfg, run)
-        for step in select_steps(run, cfg["steps"]):
+        n_layers = run.checkpoint(run.steps[0]).n_layers
+        block_list = ([resolve_block(cfg, run)] if blocks is None else
+                      list(range(n_layers)) if blocks == "all" else list(blocks))
+        step_list = select_steps(run, cfg["steps"])
+        if steps == "last":
+            step_list = step_list[-1:]
+        elif steps is not None:
+            step_list = select_steps(run, steps)
+        for step in step_list:
             ckpt = run.checkpoint(step)
-            for role in cfg["roles"]:
-                jobs.append({"run": run.name, "step": step, "block": block, "role": role, "ckpt": ckpt,
-                             "key": spectrum_key(ckpt, role, block, cfg["seed"])})
+            for block in block_list:
+                for role in cfg["roles"]:
+                    jobs.append({"run": run.name, "step": step, "block": block, "role": role, "ckpt": ckpt,
+                                 "key": spectrum_key(ckpt, role, block, cfg["seed"])})
     missing = [j for j in jobs if not store.has(j["key"])]
     load = lambda j: j["ckpt"].matrix(j["role"], j["block"])  # noqa: E731
     bar = tqdm(total=len(missing), desc="spectra", unit="matrix", disable=not progress or not missing)
@@ -73,6 +84,35 @@ def spectra(cfg: dict, progress: bool = True) -> list[dict]:
     bar.close()
     return [{**{k: j[k] for k in ("run", "step", "block", "role")}, **store.get(j["key"]), "key": key_digest(j["key"])}
             for j in jobs]
+
+
+def residual_simulation(cfg: dict, aspects) -> dict:
+    """The toy residual network for the `residual` settings, cached: {sv_<cols>, act}."""
+    p = cfg["residual"]
+    aspects = sorted({round(float(a), 6) for a in aspects} | {1.0})
+    key = {"kind": "residual", "version": residual.SIMULATION_VERSION, "aspects": aspects,
+           **{k: p[k] for k in ("width", "depth", "seeds", "sigma2", "n_inputs", "seed")}}
+    xp = array_module(cfg["backend"])
+    return Store(cfg["cache_dir"]).cached(key, lambda: residual.simulate(
+        p["width"], p["depth"], p["seeds"], p["sigma2"], p["n_inputs"], p["seed"], xp, aspects))
+
+
+def residual_curves(cfg: dict, sim: dict) -> dict:
+    """Non-Gaussianity of the toy against depth (residual.depth_curves), cached."""
+    p = cfg["residual"]
+    key = {"kind": "residual-curves", "version": residual.SIMULATION_VERSION, "alpha_seeds": p["alpha_seeds"],
+           **{k: p[k] for k in ("width", "depth", "seeds", "sigma2", "n_inputs", "seed")}}
+    return Store(cfg["cache_dir"]).cached(key, lambda: residual.depth_curves(sim, p["width"], p["alpha_seeds"]))
+
+
+def effective_depths(cfg: dict, records: list[dict], sim: dict) -> pd.DataFrame:
+    """One row per record: the toy depth closest to its spectrum, with the seed band."""
+    rows = []
+    for r in records:
+        e = residual.effective_depth(r["sv"], r["rows"], r["cols"], sim, cfg["residual"]["width"])
+        rows.append({k: r[k] for k in ("run", "step", "block", "role")} |
+                    {"effective_depth": e["depth"], "low": e["low"], "high": e["high"], "distance": e["distance"]})
+    return pd.DataFrame(rows)
 
 
 def shape_measures(r: dict) -> dict:
@@ -110,3 +150,15 @@ def measures(records: list[dict], cache_dir=None) -> pd.DataFrame:
         ids = {"run": r["run"], "step": r["step"], "block": r["block"], "role": r["role"]}
         rows += [{**ids, "measure": k, "value": float(v)} for k, v in values.items()]
     return pd.DataFrame(rows)
+
+
+def fill(cfg: dict, progress: bool = True) -> dict:
+    """Everything the chapters read, computed and cached: spectra and measures of the
+    configured block through training, of every block at the last step, and the toy model."""
+    middle = spectra(cfg, progress)
+    by_block = spectra(cfg, progress, blocks="all", steps="last")
+    table = measures(middle + by_block, cfg["cache_dir"])
+    aspects = {min(r["rows"], r["cols"]) / max(r["rows"], r["cols"]) for r in middle + by_block}
+    sim = residual_simulation(cfg, aspects)
+    residual_curves(cfg, sim)
+    return {"spectra": len(middle) + len(by_block), "measures": len(table)}

