@@ -14,7 +14,7 @@ import yaml
 ROLES = ("qkv", "attn_out", "mlp_in", "mlp_out")
 
 DEFAULTS = {
-    "suite": "tiny",  # "tiny" (trained here) or "folder" (runs under `folder`)
+    "suite": "tiny",  # "tiny" (trained here), "folder" (runs under `folder`) or "hub" (runs are repo ids)
     "folder": None,  # for suite: folder, a directory holding one sub-folder per run
     "runs": ["raw", "deduped"],
     "steps": "all",  # "all" or a list of steps
@@ -109,8 +109,8 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"analysis.roles: unknown role(s) {bad}; expected some of {list(ROLES)}")
     if cfg["backend"] not in ("auto", "numpy", "cupy"):
         raise ConfigError(f"analysis.backend: expected auto, numpy or cupy, got {cfg['backend']!r}")
-    if cfg["suite"] not in ("tiny", "folder"):
-        raise ConfigError(f"analysis.suite: expected tiny or folder, got {cfg['suite']!r}")
+    if cfg["suite"] not in ("tiny", "folder", "hub"):
+        raise ConfigError(f"analysis.suite: expected tiny, folder or hub, got {cfg['suite']!r}")
     if cfg["suite"] == "folder" and not cfg["folder"]:
         raise ConfigError("analysis.folder: required when analysis.suite is 'folder'")
     if not (cfg["block"] == "middle" or isinstance(cfg["block"], int)):

@@ -127,6 +127,8 @@ class Checkpoint:
 
     @cached_property
     def weight_files(self) -> list[str]:
+        if not self.weights_file.endswith(".index.json"):
+            return [self.weights_file]  # no need to read its header
         return sorted(set(self.weight_map.values()))
 
     @cached_property
@@ -225,8 +227,14 @@ class Run:
         return self.checkpoint(self.steps[0]).n_layers // 2
 
 
-def open_runs(cfg: dict) -> dict[str, Run]:
-    """The runs named by the settings, from the tiny suite (trained on first use) or a folder."""
+def open_runs(cfg: dict) -> dict:
+    """The runs named by the settings: the tiny suite (trained on first use), a folder, or
+    hub repos (`runs: [EleutherAI/pythia-1b, ...]`, keyed by the repo's name)."""
+    if cfg["suite"] == "hub":
+        from .hub import HubRun
+
+        runs = [HubRun(repo, cfg["cache_dir"]) for repo in cfg["runs"]]
+        return {run.name: run for run in runs}
     if cfg["suite"] == "tiny":
         from .tiny import suite_folder
 

@@ -1,0 +1,108 @@
+"""Runs on the Hugging Face hub: steps from the repo's branches, tensors by byte range.
+
+A run is a repo id (`EleutherAI/pythia-1b-deduped`); its checkpoints are branches whose
+names follow a per-suite rule. Each branch is pinned to its commit, so the tensor cache is
+keyed by immutable content. Files are read through huggingface_hub's HfFileSystem, whose
+reads are HTTP Range requests.
+"""
+
+import json
+import re
+from pathlib import Path
+
+from ..io_utils import atomic_path
+from . import Checkpoint, CheckpointError
+from .tensor_cache import TensorCache, offline
+
+# Revision naming rules: branch regex whose first group is the training step.
+SUITE_RULES = {
+    "pythia": r"step(\d+)",  # EleutherAI/pythia-*: step0 ... step143000
+    "crfm-gpt2": r"checkpoint-(\d+)",  # stanford-crfm/alias-gpt2-small-x21 etc.
+    "olmo": r"step(\d+)-tokens\d+B",  # allenai/OLMo-1B-hf: step20000-tokens84B
+}
+ORG_RULES = {"EleutherAI": "pythia", "stanford-crfm": "crfm-gpt2", "allenai": "olmo"}
+
+
+def rule_for(repo: str) -> str:
+    return SUITE_RULES[ORG_RULES.get(repo.split("/")[0], "pythia")]
+
+
+def steps_from_branches(branches: list[dict], rule: str) -> dict[int, dict]:
+    """{step: {branch, commit}} from [{name, target_commit}], for branches matching `rule`."""
+    out = {}
+    for b in branches:
+        m = re.fullmatch(rule, b["name"])
+        if m:
+            out[int(m.group(1))] = {"branch": b["name"], "commit": b["target_commit"]}
+    return out
+
+
+class HubRun:
+    """A checkpoint suite on the hub with the Run interface (name, steps, checkpoint)."""
+
+    def __init__(self, repo: str, cache_dir, name: str | None = None, api=None, fs=None, rule: str | None = None,
+                 path_for=None):
+        self.repo, self.name = repo, name or repo.split("/")[-1]
+        self.cache_dir = Path(cache_dir)
+        self._api, self._fs = api, fs
+        self.rule = rule or rule_for(repo)
+        # Where a (repo, commit) lives on the file system; HfFileSystem's "repo@revision".
+        self.path_for = path_for or (lambda repo, commit: f"{repo}@{commit}")
+        self.tensor_cache = TensorCache(self.cache_dir)
+        self.branches = steps_from_branches(self._refs(), self.rule)
+        if not self.branches:
+            raise CheckpointError(f"{repo}: no branch matches the revision rule {self.rule!r}")
+
+    def __repr__(self):
+        return f"HubRun({self.repo!r}, {len(self.branches)} steps)"
+
+    @property
+    def api(self):
+        if self._api is None:
+            from huggingface_hub import HfApi
+
+            self._api = HfApi()
+        return self._api
+
+    @property
+    def fs(self):
+        if self._fs is None:
+            from huggingface_hub import HfFileSystem
+
+            self._fs = HfFileSystem()
+        return self._fs
+
+    def _refs_path(self) -> Path:
+        return self.cache_dir / "hub" / self.repo.replace("/", "--") / "refs.json"
+
+    def _refs(self) -> list[dict]:
+        """The repo's branches, from the hub (then cached) or, offline, from the cache."""
+        path = self._refs_path()
+        if offline():
+            if not path.is_file():
+                raise CheckpointError(f"HF_HUB_OFFLINE is set and the branches of {self.repo} were never cached "
+                                      f"({path}); run once with network access")
+            return json.loads(path.read_text())
+        try:
+            refs = self.api.list_repo_refs(self.repo)
+        except Exception as e:  # network, auth, missing repo: all mean "cannot list the run"
+            raise CheckpointError(f"{self.repo}: cannot list the repo's branches on the hub ({type(e).__name__}: {e})") from e
+        branches = [{"name": b.name, "target_commit": b.target_commit} for b in refs.branches]
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(branches, indent=1))
+        return branches
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted(self.branches)
+
+    def checkpoint(self, step: int) -> Checkpoint:
+        if step not in self.branches:
+            raise CheckpointError(f"run {self.name!r} ({self.repo}) has no step {step}; it has {len(self.steps)} "
+                                  f"steps from {self.steps[0]} to {self.steps[-1]}")
+        commit = self.branches[step]["commit"]
+        return Checkpoint(self.path_for(self.repo, commit), step, self.name, fs=self.fs,
+                          tensor_cache=self.tensor_cache, cache_id=f"{self.repo}@{commit}")
+
+    def middle_block(self) -> int:
+        return self.checkpoint(self.steps[0]).n_layers // 2
