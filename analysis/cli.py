@@ -1,4 +1,4 @@
-"""python -m analysis {train-tiny, compute, report} [--profile NAME]"""
+"""python -m analysis {train-tiny, compute, audit, report} [--profile NAME]"""
 
 import argparse
 import sys
@@ -21,9 +21,26 @@ def _compute(cfg, args) -> int:
     from . import compute
 
     start = time.time()
-    done = compute.fill(cfg)
+    done = compute.fill(cfg, chapter=getattr(args, "chapter", None))
     print(f"{done['spectra']} spectra, {done['measures']} measure values and the toy model cached under "
           f"{cfg['cache_dir']} ({time.time() - start:.1f} s)")
+    return 0
+
+
+def _audit(cfg, args) -> int:
+    from . import audit, compute
+
+    if args.repos:
+        from .checkpoints.hub import HubRun
+
+        runs = {r.name: r for r in (HubRun(repo, cfg["cache_dir"]) for repo in args.repos)}
+        # Content hashes come from LFS metadata: no weights are downloaded.
+        table = audit.audit(runs, tensors_for=lambda run: [])
+    else:
+        table = compute.audit_table(cfg)
+    flagged = table[table["flag"] != ""]
+    print(table.assign(content_hash=table["content_hash"].str[:12]).to_string(index=False))
+    print(f"{len(table)} steps audited, {len(flagged)} flagged")
     return 0
 
 
@@ -41,6 +58,7 @@ def _report(cfg, args) -> int:
 COMMANDS = {
     "train-tiny": (_train_tiny, "train the tiny checkpoint suite (once; reused afterwards)"),
     "compute": (_compute, "fill the results cache with everything the chapters read"),
+    "audit": (_audit, "audit checkpoints: identical, missing, unreadable or non-finite steps"),
     "report": (_report, "render the book (Quarto if installed, else a Jupyter-executed HTML preview)"),
 }
 
@@ -51,6 +69,10 @@ def main(argv=None) -> int:
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--profile", default=None, help="Quarto profile(s), comma-separated (default: $QUARTO_PROFILE)")
+        if name == "compute":
+            p.add_argument("--chapter", default=None, help="only what this chapter reads (weight-distribution, ...)")
+        if name == "audit":
+            p.add_argument("repos", nargs="*", help="hub repo ids (default: the configured runs)")
     args = parser.parse_args(argv)
     try:
         cfg = config.load(args.profile)

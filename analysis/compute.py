@@ -5,15 +5,18 @@ per run, step and role of the configured block, the weights' singular values wit
 fitted baselines, cached in the store under the checkpoint's content hash.
 """
 
+import io
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 
+from . import audit as audit_mod
 from . import residual, shape
 from .backend import array_module
-from .checkpoints import Checkpoint, open_runs, select_steps
+from .checkpoints import Checkpoint, CheckpointError, formats, open_runs, select_steps
 from .spectra import BASELINES, with_baselines
 from .store import Store, key_digest
 
@@ -59,12 +62,20 @@ def spectra(cfg: dict, progress: bool = True, blocks=None, steps=None) -> list[d
     blocks: None (the configured block), "all", or a list; steps: None (the configured
     steps), "last", or a list."""
     store, xp = Store(cfg["cache_dir"]), array_module(cfg["backend"])
+    runs = open_runs(cfg)
+    flagged = audit_mod.flagged_steps(audit_table(cfg, runs))
     jobs = []
-    for run in open_runs(cfg).values():
+    for run in runs.values():
         n_layers = run.checkpoint(run.steps[0]).n_layers
         block_list = ([resolve_block(cfg, run)] if blocks is None else
                       list(range(n_layers)) if blocks == "all" else list(blocks))
         step_list = select_steps(run, cfg["steps"])
+        bad = sorted(flagged.get(run.name, set()) & set(step_list))
+        if bad:
+            action = "left out (exclude_flagged)" if cfg["exclude_flagged"] else "kept; set exclude_flagged to leave them out"
+            warnings.warn(f"run {run.name!r}: the audit flags steps {bad}: {action}", stacklevel=2)
+            if cfg["exclude_flagged"]:
+                step_list = [s for s in step_list if s not in bad]
         if steps == "last":
             step_list = step_list[-1:]
         elif steps is not None:
@@ -78,12 +89,41 @@ def spectra(cfg: dict, progress: bool = True, blocks=None, steps=None) -> list[d
     missing = [j for j in jobs if not store.has(j["key"])]
     load = lambda j: j["ckpt"].matrix(j["role"], j["block"])  # noqa: E731
     bar = tqdm(total=len(missing), desc="spectra", unit="matrix", disable=not progress or not missing)
+    moved = formats.bytes_read()
     for job, w in prefetched(load, missing):
         store.put(job["key"], spectrum_record(w, cfg["seed"], xp))
+        bar.set_postfix_str(f"{(formats.bytes_read() - moved) / 1e6:.1f} MB read", refresh=False)
         bar.update()
     bar.close()
     return [{**{k: j[k] for k in ("run", "step", "block", "role")}, **store.get(j["key"]), "key": key_digest(j["key"])}
             for j in jobs]
+
+
+def audit_table(cfg: dict, runs: dict | None = None) -> pd.DataFrame:
+    """The audit of the configured runs (every step; the configured block's tensors hashed),
+    cached under the runs' content hashes."""
+    runs = runs if runs is not None else open_runs(cfg)
+
+    def tensors_for(run):
+        ck = run.checkpoint(run.steps[0])
+        return [ck.tensor_name(role, resolve_block(cfg, run)) for role in cfg["roles"]]
+
+    hashes = {}
+    for run in runs.values():
+        for step in run.steps:
+            try:
+                hashes[f"{run.name}/{step}"] = run.checkpoint(step).content_hash
+            except CheckpointError as e:
+                hashes[f"{run.name}/{step}"] = f"error: {e}"
+    key = {"kind": "audit", "version": audit_mod.AUDIT_VERSION, "hashes": hashes,
+           "tensors": {name: tensors_for(run) for name, run in runs.items()}}
+    store = Store(cfg["cache_dir"])
+    cached = store.get(key)
+    if cached is not None:
+        return pd.read_json(io.StringIO(cached["table"]), orient="records", dtype=False)
+    table = audit_mod.audit(runs, tensors_for)
+    store.put(key, {"table": table.to_json(orient="records")})
+    return table
 
 
 def residual_simulation(cfg: dict, aspects) -> dict:
@@ -152,13 +192,24 @@ def measures(records: list[dict], cache_dir=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fill(cfg: dict, progress: bool = True) -> dict:
-    """Everything the chapters read, computed and cached: spectra and measures of the
-    configured block through training, of every block at the last step, and the toy model."""
-    middle = spectra(cfg, progress)
-    by_block = spectra(cfg, progress, blocks="all", steps="last")
-    table = measures(middle + by_block, cfg["cache_dir"])
-    aspects = {min(r["rows"], r["cols"]) / max(r["rows"], r["cols"]) for r in middle + by_block}
-    sim = residual_simulation(cfg, aspects)
-    residual_curves(cfg, sim)
-    return {"spectra": len(middle) + len(by_block), "measures": len(table)}
+CHAPTERS = ("weight-distribution", "residual-paths", "audit")
+
+
+def fill(cfg: dict, progress: bool = True, chapter: str | None = None) -> dict:
+    """Everything the chapters read (or one chapter's part), computed and cached: the
+    audit, spectra and measures of the configured block through training, of every block at
+    the last step, and the toy model."""
+    if chapter is not None and chapter not in CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}; expected one of {CHAPTERS}")
+    want = set(CHAPTERS) if chapter is None else {chapter}
+    done = {"spectra": 0, "measures": 0}
+    audit_table(cfg)
+    if want & {"weight-distribution", "residual-paths"}:
+        middle = spectra(cfg, progress)
+        by_block = spectra(cfg, progress, blocks="all", steps="last") if "residual-paths" in want else []
+        done["spectra"] = len(middle) + len(by_block)
+        done["measures"] = len(measures(middle, cfg["cache_dir"]))
+        if "residual-paths" in want:
+            aspects = {min(r["rows"], r["cols"]) / max(r["rows"], r["cols"]) for r in middle + by_block}
+            residual_curves(cfg, residual_simulation(cfg, aspects))
+    return done

@@ -21,6 +21,7 @@ DEFAULTS = {
     "block": "middle",  # "middle" (n_layers // 2, as the study) or a block index
     "roles": list(ROLES),
     "backend": "auto",  # "auto" | "numpy" | "cupy"
+    "exclude_flagged": False,  # leave out steps the checkpoint audit flags (they are always warned about)
     "seed": 0,  # seeds the sampled baselines
     "cache_dir": ".cache",  # relative to the project root; ANALYSIS_CACHE_DIR overrides
     "figures": {

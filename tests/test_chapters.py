@@ -31,7 +31,8 @@ def test_every_chapter_executes_and_writes_its_figures(corpus_cache, tmp_path, m
     figures = ROOT / "report" / "figures" / "smoke"
     shutil.rmtree(figures, ignore_errors=True)
     written = report.preview(ROOT, profile="smoke", out=tmp_path / "preview")
-    assert [p.name for p in written] == ["index.html", "report-weight-distribution.html", "report-residual-paths.html"]
+    assert [p.name for p in written] == ["index.html", "report-weight-distribution.html", "report-residual-paths.html",
+                                         "report-audit.html"]
     html = (tmp_path / "preview" / "report-weight-distribution.html").read_text()
     assert html.count("data:video/mp4;base64,") == 2  # one animation per run
     assert "data:image/png;base64," in html  # static figures
@@ -40,6 +41,8 @@ def test_every_chapter_executes_and_writes_its_figures(corpus_cache, tmp_path, m
     toy = (tmp_path / "preview" / "report-residual-paths.html").read_text()
     assert re.search(r"median effective depth of the middle block's matrices is <strong>[\d.]+</strong>", toy)
     assert toy.count("data:image/png;base64,") >= 5 and "Traceback" not in toy
+    audit = (tmp_path / "preview" / "report-audit.html").read_text()
+    assert "No step of the 12 audited is flagged" in audit
     for run in ("raw", "deduped"):
         (video,) = (figures / "weight-distribution").glob(f"sv-{run}-*.mp4")
         frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))

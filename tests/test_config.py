@@ -63,3 +63,5 @@ def test_the_projects_own_settings_load():
     assert cfg["suite"] == "tiny"
     smoke = config.load(root=config.find_root(__file__), profile="smoke")
     assert smoke["tiny"]["train_steps"] < cfg["tiny"]["train_steps"]
+    pythia = config.load(root=config.find_root(__file__), profile="pythia")
+    assert pythia["suite"] == "hub" and pythia["runs"] == ["EleutherAI/pythia-1b", "EleutherAI/pythia-1b-deduped"]

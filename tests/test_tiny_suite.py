@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 
 from analysis.checkpoints import Run
+from analysis.checkpoints import tiny
 from analysis.checkpoints.tiny import dedup, train
 
 from .conftest import fresh_cache, smoke_settings
 
 
 def test_checkpoint_schedule_follows_pythia():
-    assert train.checkpoint_steps(1024, 128) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 640, 768, 896, 1024]
-    assert train.checkpoint_steps(16, 8) == [0, 1, 2, 4, 8, 16]
-    assert train.checkpoint_steps(1000, 300) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 900, 1000]
+    assert tiny.checkpoint_steps(1024, 128) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 640, 768, 896, 1024]
+    assert tiny.checkpoint_steps(16, 8) == [0, 1, 2, 4, 8, 16]
+    assert tiny.checkpoint_steps(1000, 300) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 900, 1000]
 
 
 def test_learning_rate_warms_up_then_decays_to_min():
@@ -38,7 +39,7 @@ def test_smoke_suite_has_both_runs_at_every_scheduled_step(smoke_suite):
     cfg = smoke_settings()
     for name in ("raw", "deduped"):
         run = Run(name, smoke_suite / name)
-        assert run.steps == train.checkpoint_steps(cfg["train_steps"], cfg["linear_every"])
+        assert run.steps == tiny.checkpoint_steps(cfg["train_steps"], cfg["linear_every"])
         assert run.checkpoint(0).n_layers == cfg["n_layer"]
     assert manifest["runs"]["raw"]["documents"] == cfg["max_documents"]
     assert manifest["runs"]["deduped"]["documents"] == cfg["max_documents"] - len(manifest["dropped_as_duplicates"])

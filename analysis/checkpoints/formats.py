@@ -43,9 +43,18 @@ class TensorInfo:
     end: int
 
 
+_BYTES_READ = [0]  # process-wide count, for progress bars
+
+
+def bytes_read() -> int:
+    """Checkpoint bytes read by this process so far (headers, indexes and tensors)."""
+    return _BYTES_READ[0]
+
+
 def read_exact(f, start: int, length: int, where: str) -> bytes:
     f.seek(start)
     data = f.read(length)
+    _BYTES_READ[0] += len(data)
     if len(data) != length:
         raise FormatError(f"{where}: file ends at byte {start + len(data)}, expected {length} bytes from {start} (truncated?)")
     return data

@@ -20,20 +20,10 @@ from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from ...io_utils import atomic_dir
-from . import corpus, dedup, suite_key
+from . import checkpoint_steps, corpus, dedup, suite_key
 
 EOS = "<|endoftext|>"
 TORCH_THREADS = 2  # fixed, not "all cores": float reductions must not depend on the machine
-
-
-def checkpoint_steps(total: int, every: int) -> list[int]:
-    """Pythia's schedule: 0 and powers of two up to 512 (within `total`), then every `every` steps."""
-    steps = [0] + [2**i for i in range(10) if 2**i <= total]
-    start = max(steps)
-    steps += list(range(every * (start // every + 1), total + 1, every))
-    if steps[-1] != total:
-        steps.append(total)
-    return sorted(set(steps))
 
 
 def learning_rate(step: int, cfg: dict) -> float:

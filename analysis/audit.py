@@ -1,0 +1,97 @@
+"""Check checkpoint data before believing it: identical weights across steps, missing steps
+or files, non-finite values.
+
+Public suites have branches that serve the wrong or identical weights (Pythia: steps 0, 1
+and 2 are reported identical; 86 of the 154 pythia-2.8b branches serve end-of-training
+content, EleutherAI/pythia#205; two 12b branches serve the final first shard, #206). Per
+step the audit records the weights' content hash (LFS metadata on the hub, a local hash
+otherwise) and, for the tensors the analysis reads, a hash of their bytes.
+"""
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from .checkpoints import CheckpointError
+
+AUDIT_VERSION = 2
+
+
+def pythia_schedule() -> list[int]:
+    """Pythia's 154 checkpoint steps: 0, 1, 2, 4, ..., 512, then every 1000 to 143000."""
+    return [0] + [2**i for i in range(10)] + list(range(1000, 143001, 1000))
+
+
+def expected_steps(run) -> list[int] | None:
+    """The schedule a run should have, where its suite defines one."""
+    rule = getattr(run, "rule", None)
+    if rule is not None and getattr(run, "repo", "").startswith("EleutherAI/pythia"):
+        return pythia_schedule()
+    return None
+
+
+def check_step(run, step: int, tensors: list[str]) -> dict:
+    """One row: hashes of the weights and of the named tensors, non-finite count, errors."""
+    row = {"run": run.name, "step": step, "content_hash": None, "tensors_hash": None, "nonfinite": 0, "error": ""}
+    try:
+        ck = run.checkpoint(step)
+        row["content_hash"] = ck.content_hash
+        h = hashlib.sha256()
+        for name in tensors:
+            t = np.ascontiguousarray(ck.tensor(name))
+            h.update(name.encode() + t.tobytes())
+            row["nonfinite"] += int(np.size(t) - np.count_nonzero(np.isfinite(t)))
+        row["tensors_hash"] = h.hexdigest() if tensors else None
+    except (CheckpointError, OSError, KeyError, IndexError) as e:
+        row["error"] = f"{type(e).__name__}: {e}"
+    return row
+
+
+def flag(rows: list[dict], expected: dict | None = None) -> pd.DataFrame:
+    """Add a `flag` column: identical to an earlier step (weights or tensors read), missing
+    from the expected schedule, unreadable, non-finite."""
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table.assign(flag=[])
+    flags = {i: [] for i in table.index}
+    for run, t in table.groupby("run", sort=False):
+        first_seen = {}
+        for i, r in t.sort_values("step").iterrows():
+            if r["error"]:
+                flags[i].append("unreadable")
+            if r["nonfinite"]:
+                flags[i].append(f"{r['nonfinite']} non-finite values")
+            for col, what in (("content_hash", "weights"), ("tensors_hash", "tensors read")):
+                h = r[col]
+                if h and (col, h) in first_seen:
+                    flags[i].append(f"{what} identical to step {first_seen[(col, h)]}")
+                elif h:
+                    first_seen[(col, h)] = r["step"]
+    table["flag"] = ["; ".join(flags[i]) for i in table.index]
+    if expected:
+        missing = []
+        for run, t in table.groupby("run", sort=False):
+            have = set(t["step"])
+            missing += [{"run": run, "step": s, "content_hash": None, "tensors_hash": None, "nonfinite": 0,
+                         "error": "", "flag": "missing"} for s in expected.get(run) or [] if s not in have]
+        table = pd.concat([table, pd.DataFrame(missing)], ignore_index=True) if missing else table
+    return table.sort_values(["run", "step"], ignore_index=True)
+
+
+def audit(runs: dict, tensors_for, steps_for=None) -> pd.DataFrame:
+    """Audit every step of every run. `tensors_for(run)` names the tensors to hash;
+    `steps_for(run)` (default: all) chooses steps."""
+    rows, expected = [], {}
+    for run in runs.values():
+        names = tensors_for(run)
+        for step in (steps_for(run) if steps_for else run.steps):
+            rows.append(check_step(run, step, names))
+        expected[run.name] = expected_steps(run)
+    return flag(rows, expected)
+
+
+def flagged_steps(table: pd.DataFrame) -> dict[str, set]:
+    """{run: steps with any flag}."""
+    bad = table[table["flag"] != ""]
+    return {run: set(g["step"]) for run, g in bad.groupby("run")}
