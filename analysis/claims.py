@@ -82,3 +82,25 @@ def residual_paths(curves: dict, eff: pd.DataFrame, n_layers: int) -> pd.DataFra
                      "value": float(r["effective_depth"]), "verdict": "holds" if lo <= r["effective_depth"] <= hi
                      else "does not hold"})
     return pd.DataFrame(rows)
+
+
+OUTPUT_ROLES, INPUT_ROLES = ("attn_out", "mlp_out"), ("qkv", "mlp_in")
+DEPTH_P = 0.05
+
+
+def depth_trends(table: pd.DataFrame, measure: str = "ks_gaussian") -> pd.DataFrame:
+    """Verdicts on claim 3: along depth, output matrices get more Gaussian (distance to the
+    Gaussian baseline falls with block index); input matrices stay the same or get heavier
+    tails (no significant fall). Spearman rank correlation over blocks, last step."""
+    rows = []
+    for run, t in table[table.measure == measure].groupby("run", sort=False):
+        last = t[t.step == t.step.max()]
+        for role, g in last.groupby("role", sort=False):
+            rho, p = scipy.stats.spearmanr(g["block"], g["value"])
+            if role in OUTPUT_ROLES:
+                claim, holds = "output matrix more Gaussian in later blocks", rho < 0 and p < DEPTH_P
+            else:
+                claim, holds = "input matrix same or heavier-tailed in later blocks", not (rho < 0 and p < DEPTH_P)
+            rows.append({"claim": claim, "run": run, "role": role, "measure": f"Spearman ρ(block, {measure})",
+                         "value": float(rho), "p": float(p), "verdict": "holds" if holds else "does not hold"})
+    return pd.DataFrame(rows)

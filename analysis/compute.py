@@ -192,7 +192,7 @@ def measures(records: list[dict], cache_dir=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-CHAPTERS = ("weight-distribution", "residual-paths", "audit")
+CHAPTERS = ("weight-distribution", "residual-paths", "depth-trends", "audit")
 
 
 def fill(cfg: dict, progress: bool = True, chapter: str | None = None) -> dict:
@@ -204,11 +204,15 @@ def fill(cfg: dict, progress: bool = True, chapter: str | None = None) -> dict:
     want = set(CHAPTERS) if chapter is None else {chapter}
     done = {"spectra": 0, "measures": 0}
     audit_table(cfg)
-    if want & {"weight-distribution", "residual-paths"}:
+    if want & {"weight-distribution", "residual-paths", "depth-trends"}:
         middle = spectra(cfg, progress)
         by_block = spectra(cfg, progress, blocks="all", steps="last") if "residual-paths" in want else []
         done["spectra"] = len(middle) + len(by_block)
         done["measures"] = len(measures(middle, cfg["cache_dir"]))
+        if "depth-trends" in want:
+            every = spectra(cfg, progress, blocks="all")
+            done["spectra"] += len(every)
+            done["measures"] += len(measures(every, cfg["cache_dir"]))
         if "residual-paths" in want:
             aspects = {min(r["rows"], r["cols"]) / max(r["rows"], r["cols"]) for r in middle + by_block}
             residual_curves(cfg, residual_simulation(cfg, aspects))

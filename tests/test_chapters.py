@@ -31,7 +31,7 @@ def test_every_chapter_executes_and_writes_its_figures(corpus_cache, tmp_path, m
     figures = ROOT / "report" / "figures" / "smoke"
     shutil.rmtree(figures, ignore_errors=True)
     written = report.preview(ROOT, profile="smoke", out=tmp_path / "preview")
-    assert [p.name for p in written] == ["index.html", "report-weight-distribution.html", "report-residual-paths.html",
+    assert [p.name for p in written] == ["index.html", "report-weight-distribution.html", "report-residual-paths.html", "report-depth-trends.html",
                                          "report-audit.html"]
     html = (tmp_path / "preview" / "report-weight-distribution.html").read_text()
     assert html.count("data:video/mp4;base64,") == 2  # one animation per run
@@ -41,6 +41,9 @@ def test_every_chapter_executes_and_writes_its_figures(corpus_cache, tmp_path, m
     toy = (tmp_path / "preview" / "report-residual-paths.html").read_text()
     assert re.search(r"median effective depth of the middle block's matrices is <strong>[\d.]+</strong>", toy)
     assert toy.count("data:image/png;base64,") >= 5 and "Traceback" not in toy
+    trends = (tmp_path / "preview" / "report-depth-trends.html").read_text()
+    assert re.search(r"\d+ of \d+ role-and-run trends agree with the study", trends)
+    assert trends.count("data:video/mp4;base64,") == 2
     audit = (tmp_path / "preview" / "report-audit.html").read_text()
     assert "No step of the 12 audited is flagged" in audit
     for run in ("raw", "deduped"):

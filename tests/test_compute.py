@@ -46,3 +46,15 @@ def test_verdicts_follow_the_measures():
     assert (v.verdict == "does not hold").sum() == len(v) - 1  # only "attn_out most Gaussian" holds
     flat = synthetic_table({0: 0.3, 10: 0.2, 1000: 0.1}, top=2.0, near=0.2)
     assert claims.formation_step(flat, "raw", "qkv") == (None, False)
+
+
+def test_depth_trend_verdicts_read_the_sign_and_significance():
+    rows = []
+    for block in range(8):
+        for role, value in (("attn_out", 1 - 0.1 * block), ("mlp_out", 0.5), ("qkv", 0.1 * block), ("mlp_in", 1 - 0.1 * block)):
+            rows.append({"run": "raw", "step": 10, "block": block, "role": role, "measure": "ks_gaussian", "value": value})
+    v = claims.depth_trends(pd.DataFrame(rows)).set_index("role")
+    assert v.loc["attn_out", "verdict"] == "holds"  # falls with depth: more Gaussian later
+    assert v.loc["mlp_out", "verdict"] == "does not hold"  # flat
+    assert v.loc["qkv", "verdict"] == "holds"  # heavier later is allowed for inputs
+    assert v.loc["mlp_in", "verdict"] == "does not hold"  # an input getting more Gaussian contradicts it

@@ -16,6 +16,13 @@ def rgb(fig) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+def _pad16(frame: np.ndarray) -> np.ndarray:
+    """Pad with white to multiples of 16 pixels: H.264 wants them, and padding beats the
+    resampling ffmpeg would otherwise do."""
+    h, w = frame.shape[:2]
+    return np.pad(frame, ((0, -h % 16), (0, -w % 16), (0, 0)), constant_values=255)
+
+
 def write_mp4(figures, path: Path, fps: float) -> Path:
     """Write an iterable of figures as an H.264 MP4 at `path`."""
     path = Path(path)
@@ -23,7 +30,7 @@ def write_mp4(figures, path: Path, fps: float) -> Path:
     with atomic_path(path) as tmp:
         try:
             for fig in figures:
-                frame = rgb(fig)
+                frame = _pad16(rgb(fig))
                 if writer is None:
                     h, w = frame.shape[:2]
                     writer = imageio_ffmpeg.write_frames(
@@ -37,4 +44,20 @@ def write_mp4(figures, path: Path, fps: float) -> Path:
                 writer.close()
         if writer is None:
             raise ValueError(f"{path}: no frames to write")
+    return path
+
+
+def cached_mp4(folder, stem: str, key: dict, frames, fps: float) -> Path:
+    """`folder/stem-<digest>.mp4`, written from `frames()` (an iterable of figures) only when
+    no file for this key exists: the key names the data and drawing settings, so a warm
+    re-render reuses the video. Superseded versions of the same stem are removed."""
+    from ..store import key_digest
+
+    path = Path(folder) / f"{stem}-{key_digest({**key, 'fps': fps})[:16]}.mp4"
+    if path.is_file():
+        return path
+    write_mp4(frames(), path, fps)
+    for old in Path(folder).glob(f"{stem}-*.mp4"):
+        if old != path:
+            old.unlink()
     return path

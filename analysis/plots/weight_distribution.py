@@ -5,9 +5,8 @@ from pathlib import Path
 import numpy as np
 
 from ..spectra import mp_density
-from ..store import key_digest
 from . import style
-from .animation import write_mp4
+from .animation import cached_mp4
 
 
 def fixed_limits(records: list[dict], bins: int) -> dict:
@@ -50,28 +49,21 @@ def frame(records_at_step: list[dict], limits: dict, title: str):
     return fig
 
 
-ANIMATION_VERSION = 1  # bump when the frames' drawing changes
+ANIMATION_VERSION = 2  # bump when the frames' drawing changes
 
 
 def animation(records: list[dict], run: str, folder, bins: int, fps: float) -> Path:
-    """MP4 of one run through training, axes fixed across frames. -> its path
-
-    The file name carries a digest of the spectra it shows and of the drawing settings, so
-    a warm re-render reuses it instead of encoding every frame again."""
+    """MP4 of one run through training, axes fixed across frames (reused when warm). -> path"""
     rs = [r for r in records if r["run"] == run]
-    digest = key_digest({"v": ANIMATION_VERSION, "keys": [r["key"] for r in rs], "bins": bins, "fps": fps})[:16]
-    path = Path(folder) / f"sv-{run}-{digest}.mp4"
-    if path.is_file():
-        return path
-    limits = fixed_limits(rs, bins)
-    steps = sorted({r["step"] for r in rs})
-    block = rs[0]["block"]
-    frames = (frame([r for r in rs if r["step"] == s], limits, f"run {run} · block {block} · step {s}") for s in steps)
-    write_mp4(frames, path, fps)
-    for old in Path(folder).glob(f"sv-{run}-*.mp4"):  # superseded versions of this animation
-        if old != path:
-            old.unlink()
-    return path
+
+    def frames():
+        limits = fixed_limits(rs, bins)
+        block = rs[0]["block"]
+        for s in sorted({r["step"] for r in rs}):
+            yield frame([r for r in rs if r["step"] == s], limits, f"run {run} · block {block} · step {s}")
+
+    key = {"v": ANIMATION_VERSION, "keys": [r["key"] for r in rs], "bins": bins}
+    return cached_mp4(folder, f"sv-{run}", key, frames, fps)
 
 
 def grid(records: list[dict], run: str, steps: list[int], bins: int):
