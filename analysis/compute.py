@@ -126,6 +126,51 @@ def audit_table(cfg: dict, runs: dict | None = None) -> pd.DataFrame:
     return table
 
 
+def qkv_parts(cfg: dict, run_name: str | None = None) -> dict:
+    """Singular values of the configured block's fused QKV matrix at the last step and of the
+    Q, K and V split out of it, each with a sampled Gaussian baseline. -> {name: (sv, gaussian)}"""
+    from .architectures import split_qkv
+
+    runs = open_runs(cfg)
+    run = runs[run_name] if run_name else next(iter(runs.values()))
+    ck = run.checkpoint(select_steps(run, cfg["steps"])[-1])
+    block = resolve_block(cfg, run)
+    key = {"kind": "qkv-parts", "version": 1, "weights": ck.content_hash, "block": block, "seed": cfg["seed"]}
+
+    def compute():
+        w = ck.matrix("qkv", block).astype(np.float64)
+        mats = {"fused": w, **dict(zip("qkv", split_qkv(w, ck.n_heads)))}
+        out = {}
+        for name, m in mats.items():
+            r = with_baselines(m, cfg["seed"])
+            out[f"{name}_sv"], out[f"{name}_gaussian"] = r["sv"], r["gaussian"]
+        return out
+
+    got = Store(cfg["cache_dir"]).cached(key, compute)
+    return {name: (got[f"{name}_sv"], got[f"{name}_gaussian"]) for name in ("fused", "q", "k", "v")}
+
+
+def baselines_vs_mp(cfg: dict, sizes=(32, 64, 128, 256, 512, 1024)) -> pd.DataFrame:
+    """KS distance to Marchenko-Pastur of sampled Gaussian and logistic (size, 2*size)
+    matrices: both converge by universality. Rows (size, kind, ks), cached."""
+    import scipy.stats
+
+    from .spectra import mp_cdf, sample_baseline, singular_values
+
+    def compute():
+        rows = []
+        for size in sizes:
+            for kind, params in (("gaussian", {"loc": 0.0, "scale": 1.0}), ("logistic", {"loc": 0.0, "scale": np.sqrt(3) / np.pi})):
+                sv = singular_values(sample_baseline(kind, params, (size, 2 * size), cfg["seed"]))
+                ks = scipy.stats.kstest(sv, lambda s: mp_cdf(s, size, 2 * size, 1.0)).statistic
+                rows.append((size, kind, ks))
+        return {"size": np.array([r[0] for r in rows]), "kind": np.array([r[1] for r in rows]),
+                "ks": np.array([r[2] for r in rows])}
+
+    key = {"kind": "baselines-vs-mp", "version": 1, "sizes": list(sizes), "seed": cfg["seed"]}
+    return pd.DataFrame(Store(cfg["cache_dir"]).cached(key, compute))
+
+
 def residual_simulation(cfg: dict, aspects) -> dict:
     """The toy residual network for the `residual` settings, cached: {sv_<cols>, act}."""
     p = cfg["residual"]
@@ -192,7 +237,7 @@ def measures(records: list[dict], cache_dir=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-CHAPTERS = ("weight-distribution", "residual-paths", "depth-trends", "audit")
+CHAPTERS = ("weight-distribution", "residual-paths", "depth-trends", "methods", "audit")
 
 
 def fill(cfg: dict, progress: bool = True, chapter: str | None = None) -> dict:
@@ -216,4 +261,7 @@ def fill(cfg: dict, progress: bool = True, chapter: str | None = None) -> dict:
         if "residual-paths" in want:
             aspects = {min(r["rows"], r["cols"]) / max(r["rows"], r["cols"]) for r in middle + by_block}
             residual_curves(cfg, residual_simulation(cfg, aspects))
+    if "methods" in want:
+        qkv_parts(cfg)
+        baselines_vs_mp(cfg)
     return done

@@ -31,8 +31,10 @@ def test_every_chapter_executes_and_writes_its_figures(corpus_cache, tmp_path, m
     figures = ROOT / "report" / "figures" / "smoke"
     shutil.rmtree(figures, ignore_errors=True)
     written = report.preview(ROOT, profile="smoke", out=tmp_path / "preview")
-    assert [p.name for p in written] == ["index.html", "report-weight-distribution.html", "report-residual-paths.html", "report-depth-trends.html",
-                                         "report-audit.html"]
+    assert [p.name for p in written] == ["index.html", "report-weight-distribution.html", "report-residual-paths.html",
+                                         "report-depth-trends.html", "report-methods.html", "report-audit.html"]
+    index = (tmp_path / "preview" / "index.html").read_text()
+    assert index.count("tested parts hold") == 3  # one verdict row per claim with computed tests
     html = (tmp_path / "preview" / "report-weight-distribution.html").read_text()
     assert html.count("data:video/mp4;base64,") == 2  # one animation per run
     assert "data:image/png;base64," in html  # static figures
