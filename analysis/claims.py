@@ -110,6 +110,7 @@ STUDY_CLAIMS = {
     1: "QKV and MLP spectra grow heavy tails and excess near-zero mass, early and stably; attention output stays nearer Gaussian",
     2: "products of Gaussian matrices along residual paths reproduce it; effective depth ≈ 10-20 of 16 blocks",
     3: "across depth, output matrices get more Gaussian, input matrices stay or get heavier-tailed",
+    4: "deduplicated and raw runs behave alike (norm trajectories, block order); deduped QKV shifts more sharply",
 }
 
 
@@ -122,4 +123,31 @@ def summary(tables: dict) -> pd.DataFrame:
         verdict = "holds" if held == n else "does not hold" if held == 0 else "partly holds"
         rows.append({"claim": number, "the study says": STUDY_CLAIMS[number],
                      "measured": f"{held} of {n} tested parts hold", "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+SIMILAR_R = 0.9  # trajectories "qualitatively the same": Pearson r above this
+SIMILAR_TAU = 0.5  # block orderings agree: mean Kendall tau above this
+
+
+def deduplication(similarity: pd.DataFrame, ordering: pd.DataFrame, shifts: pd.DataFrame, deduped: str, raw: str) -> pd.DataFrame:
+    """Verdicts on claim 4: the runs' per-block norm trajectories and block orderings agree,
+    and the deduplicated run's QKV norms shift more sharply than the raw run's."""
+    rows = []
+    for role, g in similarity.groupby("role", sort=False):
+        r = float(g["pearson_r"].median())
+        rows.append({"claim": "norm trajectories qualitatively the same", "role": role,
+                     "measure": "median over blocks of Pearson r (raw vs deduped)", "value": r,
+                     "verdict": "holds" if r > SIMILAR_R else "does not hold"})
+    later = ordering[ordering["step"] > ordering["step"].min()]  # both runs start from the same weights
+    for role, g in later.groupby("role", sort=False):
+        tau = float(g["kendall_tau"].mean())
+        rows.append({"claim": "block orderings agree", "role": role, "measure": "mean over steps of Kendall τ",
+                     "value": tau, "verdict": "holds" if tau > SIMILAR_TAU else "does not hold"})
+    s = shifts.set_index(["run", "role"])
+    if (deduped, "qkv") in s.index and (raw, "qkv") in s.index:
+        d, r = s.loc[(deduped, "qkv"), "sharpness"], s.loc[(raw, "qkv"), "sharpness"]
+        rows.append({"claim": "deduped QKV norms shift more sharply than raw", "role": "qkv",
+                     "measure": "sharpness, deduped minus raw", "value": float(d - r),
+                     "verdict": "holds" if d > r else "does not hold"})
     return pd.DataFrame(rows)

@@ -237,7 +237,7 @@ def measures(records: list[dict], cache_dir=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-CHAPTERS = ("weight-distribution", "residual-paths", "depth-trends", "methods", "audit")
+CHAPTERS = ("weight-distribution", "residual-paths", "depth-trends", "deduplication", "methods", "audit")
 
 
 def fill(cfg: dict, progress: bool = True, chapter: str | None = None) -> dict:
@@ -249,12 +249,12 @@ def fill(cfg: dict, progress: bool = True, chapter: str | None = None) -> dict:
     want = set(CHAPTERS) if chapter is None else {chapter}
     done = {"spectra": 0, "measures": 0}
     audit_table(cfg)
-    if want & {"weight-distribution", "residual-paths", "depth-trends"}:
+    if want & {"weight-distribution", "residual-paths", "depth-trends", "deduplication"}:
         middle = spectra(cfg, progress)
         by_block = spectra(cfg, progress, blocks="all", steps="last") if "residual-paths" in want else []
         done["spectra"] = len(middle) + len(by_block)
         done["measures"] = len(measures(middle, cfg["cache_dir"]))
-        if "depth-trends" in want:
+        if want & {"depth-trends", "deduplication"}:
             every = spectra(cfg, progress, blocks="all")
             done["spectra"] += len(every)
             done["measures"] += len(measures(every, cfg["cache_dir"]))

@@ -32,9 +32,10 @@ def test_every_chapter_executes_and_writes_its_figures(corpus_cache, tmp_path, m
     shutil.rmtree(figures, ignore_errors=True)
     written = report.preview(ROOT, profile="smoke", out=tmp_path / "preview")
     assert [p.name for p in written] == ["index.html", "report-weight-distribution.html", "report-residual-paths.html",
-                                         "report-depth-trends.html", "report-methods.html", "report-audit.html"]
+                                         "report-depth-trends.html", "report-deduplication.html", "report-methods.html",
+                                         "report-audit.html"]
     index = (tmp_path / "preview" / "index.html").read_text()
-    assert index.count("tested parts hold") == 3  # one verdict row per claim with computed tests
+    assert index.count("tested parts hold") == 4  # one verdict row per claim with computed tests
     html = (tmp_path / "preview" / "report-weight-distribution.html").read_text()
     assert html.count("data:video/mp4;base64,") == 2  # one animation per run
     assert "data:image/png;base64," in html  # static figures
@@ -46,6 +47,8 @@ def test_every_chapter_executes_and_writes_its_figures(corpus_cache, tmp_path, m
     trends = (tmp_path / "preview" / "report-depth-trends.html").read_text()
     assert re.search(r"\d+ of \d+ role-and-run trends agree with the study", trends)
     assert trends.count("data:video/mp4;base64,") == 2
+    dd = (tmp_path / "preview" / "report-deduplication.html").read_text()
+    assert re.search(r"\d+ of \d+ tested parts hold", dd) and dd.count("data:video/mp4;base64,") == 1
     audit = (tmp_path / "preview" / "report-audit.html").read_text()
     assert "No step of the 12 audited is flagged" in audit
     for run in ("raw", "deduped"):
