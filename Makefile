@@ -5,14 +5,19 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: report test test-fast compute train-tiny clean
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
+
+.PHONY: install report test test-fast compute train-tiny clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# Pinned CPU build first: an unpinned torch would pull a multi-GB CUDA build.
-	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -e '.[test]'
 	touch $(STAMP)
+
+install: $(STAMP)
 
 report: $(STAMP)
 	$(PY) -m analysis report $(if $(PROFILE),--profile $(PROFILE))

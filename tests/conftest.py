@@ -43,3 +43,23 @@ def smoke_suite(corpus_cache, tmp_path_factory) -> Path:
 
     cache = fresh_cache(corpus_cache, tmp_path_factory.mktemp("smoke-cache"))
     return build(smoke_settings(), cache)
+
+
+@pytest.fixture(scope="session")
+def smoke_preview(corpus_cache, tmp_path_factory):
+    """Every chapter executed through Jupyter on the smoke suite: (preview folder, figures folder)."""
+    import os
+
+    from analysis import report
+
+    cache = fresh_cache(corpus_cache, tmp_path_factory.mktemp("preview-cache"))
+    figures = ROOT / "report" / "figures" / "smoke"
+    shutil.rmtree(figures, ignore_errors=True)
+    before = os.environ.get("ANALYSIS_CACHE_DIR")
+    os.environ["ANALYSIS_CACHE_DIR"] = str(cache)
+    try:
+        out = tmp_path_factory.mktemp("preview")
+        written = report.preview(ROOT, profile="smoke", out=out)
+    finally:
+        os.environ.pop("ANALYSIS_CACHE_DIR") if before is None else os.environ.update(ANALYSIS_CACHE_DIR=before)
+    return out, figures, written

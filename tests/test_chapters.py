@@ -26,30 +26,27 @@ def test_qmd_python_chunks_become_code_cells():
 
 
 @pytest.mark.slow
-def test_every_chapter_executes_and_writes_its_figures(corpus_cache, tmp_path, monkeypatch):
-    monkeypatch.setenv("ANALYSIS_CACHE_DIR", str(fresh_cache(corpus_cache, tmp_path / "cache")))
-    figures = ROOT / "report" / "figures" / "smoke"
-    shutil.rmtree(figures, ignore_errors=True)
-    written = report.preview(ROOT, profile="smoke", out=tmp_path / "preview")
+def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
+    out, figures, written = smoke_preview
     assert [p.name for p in written] == ["index.html", "report-weight-distribution.html", "report-residual-paths.html",
                                          "report-depth-trends.html", "report-deduplication.html", "report-methods.html",
                                          "report-audit.html"]
-    index = (tmp_path / "preview" / "index.html").read_text()
+    index = (out / "index.html").read_text()
     assert index.count("tested parts hold") == 4  # one verdict row per claim with computed tests
-    html = (tmp_path / "preview" / "report-weight-distribution.html").read_text()
+    html = (out / "report-weight-distribution.html").read_text()
     assert html.count("data:video/mp4;base64,") == 2  # one animation per run
     assert "data:image/png;base64," in html  # static figures
     assert "Traceback" not in html and "{python}" not in html
     assert re.search(r"\d+ of \d+ tested parts of the claim hold", html)
-    toy = (tmp_path / "preview" / "report-residual-paths.html").read_text()
+    toy = (out / "report-residual-paths.html").read_text()
     assert re.search(r"median effective depth of the middle block's matrices is <strong>[\d.]+</strong>", toy)
     assert toy.count("data:image/png;base64,") >= 5 and "Traceback" not in toy
-    trends = (tmp_path / "preview" / "report-depth-trends.html").read_text()
+    trends = (out / "report-depth-trends.html").read_text()
     assert re.search(r"\d+ of \d+ role-and-run trends agree with the study", trends)
     assert trends.count("data:video/mp4;base64,") == 2
-    dd = (tmp_path / "preview" / "report-deduplication.html").read_text()
+    dd = (out / "report-deduplication.html").read_text()
     assert re.search(r"\d+ of \d+ tested parts hold", dd) and dd.count("data:video/mp4;base64,") == 1
-    audit = (tmp_path / "preview" / "report-audit.html").read_text()
+    audit = (out / "report-audit.html").read_text()
     assert "No step of the 12 audited is flagged" in audit
     for run in ("raw", "deduped"):
         (video,) = (figures / "weight-distribution").glob(f"sv-{run}-*.mp4")

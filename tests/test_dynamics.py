@@ -44,3 +44,17 @@ def test_shifts_compare_runs_sharpness():
     out = dynamics.shifts(table_from(traj), "frobenius").set_index("run")
     assert out.loc["deduped", "sharpness"] > out.loc["raw", "sharpness"]
     assert out.loc["deduped", "checkpoint"] == 12
+
+
+def test_dedup_verdicts_need_a_real_margin_for_sharper():
+    from analysis import claims
+
+    sim = pd.DataFrame([{"role": "qkv", "block": 0, "pearson_r": 0.99, "max_rel_diff": 0.1, "at_step": 3}])
+    order = pd.DataFrame([{"role": "qkv", "step": 0, "kendall_tau": 1.0}, {"role": "qkv", "step": 5, "kendall_tau": 0.8}])
+    close = pd.DataFrame([{"run": "raw", "role": "qkv", "sharpness": 0.40}, {"run": "deduped", "role": "qkv", "sharpness": 0.41}])
+    v = claims.deduplication(sim, order, close, "deduped", "raw").set_index("claim")["verdict"]
+    assert v["norm trajectories qualitatively the same"] == "holds" and v["block orderings agree"] == "holds"
+    assert v["deduped QKV norms shift more sharply than raw"] == "does not hold"
+    sharp = close.assign(sharpness=[0.4, 0.9])
+    v = claims.deduplication(sim, order, sharp, "deduped", "raw").set_index("claim")["verdict"]
+    assert v["deduped QKV norms shift more sharply than raw"] == "holds"

@@ -20,7 +20,7 @@ def norms_by_block(table, measure: str = "frobenius", ylabel: str = "Frobenius n
             g = g.sort_values("step")
             ax.plot(g["step"], g["value"], color=colors[block], linewidth=1.2,
                     label=f"block {block}" if run == sub["run"].iloc[0] else None, **style.RUN_STYLES.get(run, {}))
-        ax.set_xscale("symlog", linthresh=1)
+        style.step_axis(ax)
         ax.set_title(style.ROLE_LABELS[role])
         ax.set_xlabel("training step")
     axes[0, 0].set_ylabel(ylabel)
@@ -58,7 +58,7 @@ def ordering_through_training(ordering):
         ax.plot(g["step"], g["kendall_tau"], marker="o", markersize=3, color=style.ROLE_COLORS[role],
                 label=style.ROLE_LABELS[role])
     ax.axhline(0, color="0.5", linewidth=0.8)
-    ax.set_xscale("symlog", linthresh=1)
+    style.step_axis(ax)
     ax.set_ylim(-1.05, 1.05)
     ax.set_xlabel("training step")
     ax.set_ylabel("Kendall τ of block orderings")

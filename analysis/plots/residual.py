@@ -70,7 +70,7 @@ def effective_depth_by(table, x: str, xlabel: str, runs=None):
                 label=f"{style.ROLE_LABELS[role]} ({run})", **style.RUN_STYLES.get(run, {}))
         ax.fill_between(g[x], g["low"], g["high"], color=color, alpha=0.12, linewidth=0)
     if x == "step":
-        ax.set_xscale("symlog", linthresh=1)
+        style.step_axis(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("effective depth (toy L)")
     ax.legend(fontsize="x-small", ncol=2)

@@ -23,6 +23,12 @@ def sequential(n: int) -> list:
     return sns.color_palette("crest", n)
 
 
+def step_axis(ax) -> None:
+    """Training steps on x: linear below 1, logarithmic above (step 0 is shown), from 0."""
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0)
+
+
 def theme() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=0.9)
     plt.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titleweight": "bold"})

@@ -93,7 +93,7 @@ def measure_through_training(table, measure: str, ylabel: str):
         g = g.sort_values("step")
         ax.plot(g["step"], g["value"], color=style.ROLE_COLORS[role], marker="o", markersize=3,
                 label=f"{style.ROLE_LABELS[role]} ({run})", **style.RUN_STYLES.get(run, {}))
-    ax.set_xscale("symlog", linthresh=1)
+    style.step_axis(ax)
     ax.set_xlabel("training step")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize="x-small", ncol=2)
