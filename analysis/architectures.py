@@ -14,10 +14,11 @@ from .config import ROLES
 @dataclass(frozen=True)
 class Architecture:
     name: str
-    tensors: dict  # role -> tensor-name template with {block}
+    tensors: dict  # role -> tensor-name template with {block}, or a tuple of them stacked as rows
     n_layers_key: str = "num_hidden_layers"
     n_heads_key: str = "num_attention_heads"
     transposed: bool = False  # stored as (in, out), e.g. GPT-2's Conv1D
+    qkv_layout: str = "per_head"  # "per_head": [q, k, v] per head (GPT-NeoX); "stacked": [Q; K; V]
 
 
 GPT_NEOX = Architecture(
@@ -30,7 +31,34 @@ GPT_NEOX = Architecture(
     },
 )
 
-ARCHITECTURES = {"gpt_neox": GPT_NEOX}
+# GPT-2 (e.g. Stanford CRFM's runs): Conv1D weights are stored (in, out); c_attn concatenates
+# q, k and v as three contiguous blocks, with no per-head interleaving.
+GPT2 = Architecture(
+    name="gpt2",
+    tensors={
+        "qkv": "transformer.h.{block}.attn.c_attn.weight",
+        "attn_out": "transformer.h.{block}.attn.c_proj.weight",
+        "mlp_in": "transformer.h.{block}.mlp.c_fc.weight",
+        "mlp_out": "transformer.h.{block}.mlp.c_proj.weight",
+    },
+    n_layers_key="n_layer",
+    n_heads_key="n_head",
+    transposed=True,
+    qkv_layout="stacked",
+)
+
+# Llama and OLMo (-hf): separate q, k, v projections, stacked here into the qkv role; the
+# gated MLP's two input projections (gate, up) are stacked into mlp_in.
+_LLAMA_TENSORS = {
+    "qkv": tuple(f"model.layers.{{block}}.self_attn.{p}_proj.weight" for p in "qkv"),
+    "attn_out": "model.layers.{block}.self_attn.o_proj.weight",
+    "mlp_in": ("model.layers.{block}.mlp.gate_proj.weight", "model.layers.{block}.mlp.up_proj.weight"),
+    "mlp_out": "model.layers.{block}.mlp.down_proj.weight",
+}
+LLAMA = Architecture(name="llama", tensors=_LLAMA_TENSORS, qkv_layout="stacked")
+OLMO = Architecture(name="olmo", tensors=_LLAMA_TENSORS, qkv_layout="stacked")
+
+ARCHITECTURES = {"gpt_neox": GPT_NEOX, "gpt2": GPT2, "llama": LLAMA, "olmo": OLMO}
 
 
 def for_config(config: dict, where: str = "config.json") -> Architecture:
@@ -40,19 +68,38 @@ def for_config(config: dict, where: str = "config.json") -> Architecture:
     return ARCHITECTURES[model_type]
 
 
-def tensor_name(arch: Architecture, role: str, block: int, n_layers: int) -> str:
+def tensor_names(arch: Architecture, role: str, block: int, n_layers: int) -> tuple[str, ...]:
+    """The tensors that make up a role's matrix, stacked as rows in this order."""
     if role not in ROLES:
         raise KeyError(f"unknown role {role!r}; expected one of {list(ROLES)}")
     if not 0 <= block < n_layers:
         raise IndexError(f"block {block} does not exist: this {arch.name} model has blocks 0..{n_layers - 1}")
-    return arch.tensors[role].format(block=block)
+    templates = arch.tensors[role]
+    return tuple(t.format(block=block) for t in ((templates,) if isinstance(templates, str) else templates))
 
 
-def split_qkv(w: np.ndarray, n_heads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GPT-NeoX's fused w: (3*d, d), rows grouped per head as [q, k, v] blocks of head_size.
+def tensor_name(arch: Architecture, role: str, block: int, n_layers: int) -> str:
+    """One string naming a role's tensors (joined with '+'): a cache key and a label."""
+    return "+".join(tensor_names(arch, role, block, n_layers))
 
-    Returns q, k, v, each (d, d) with rows in head order, as separate projections would be.
+
+def split_qkv(w: np.ndarray, n_heads: int, layout: str = "per_head") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The qkv role's w: (rows, d) split into q, k, v.
+
+    per_head (GPT-NeoX): rows grouped per head as [q, k, v] blocks of head_size; each part
+    is returned (d, d) with rows in head order, as separate projections would be.
+    stacked (GPT-2, Llama): [Q; K; V]; Q has n_heads * (d / n_heads) rows and K and V share
+    the rest equally (grouped-query attention gives them fewer rows).
     """
+    if layout == "stacked":
+        rows, d_in = w.shape
+        q_rows = n_heads * (d_in // n_heads)
+        kv = (rows - q_rows) // 2
+        if q_rows + 2 * kv != rows or kv <= 0:
+            raise ValueError(f"qkv matrix has {rows} rows, not q ({q_rows}) plus two equal k, v blocks")
+        return w[:q_rows], w[q_rows : q_rows + kv], w[q_rows + kv :]
+    if layout != "per_head":
+        raise ValueError(f"unknown qkv layout {layout!r}; expected per_head or stacked")
     rows, d_in = w.shape
     head_size = rows // (3 * n_heads)
     if head_size * 3 * n_heads != rows:

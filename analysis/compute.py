@@ -14,6 +14,7 @@ import pandas as pd
 from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 
 from . import audit as audit_mod
+from .architectures import tensor_names
 from . import residual, shape
 from .backend import array_module
 from .checkpoints import Checkpoint, CheckpointError, formats, open_runs, select_steps
@@ -106,7 +107,8 @@ def audit_table(cfg: dict, runs: dict | None = None) -> pd.DataFrame:
 
     def tensors_for(run):
         ck = run.checkpoint(run.steps[0])
-        return [ck.tensor_name(role, resolve_block(cfg, run)) for role in cfg["roles"]]
+        block = resolve_block(cfg, run)
+        return [n for role in cfg["roles"] for n in tensor_names(ck.architecture, role, block, ck.n_layers)]
 
     hashes = {}
     for run in runs.values():
@@ -139,7 +141,7 @@ def qkv_parts(cfg: dict, run_name: str | None = None) -> dict:
 
     def compute():
         w = ck.matrix("qkv", block).astype(np.float64)
-        mats = {"fused": w, **dict(zip("qkv", split_qkv(w, ck.n_heads)))}
+        mats = {"fused": w, **dict(zip("qkv", split_qkv(w, ck.n_heads, ck.architecture.qkv_layout)))}
         out = {}
         for name, m in mats.items():
             r = with_baselines(m, cfg["seed"])

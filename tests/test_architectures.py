@@ -53,3 +53,44 @@ def test_unknown_role_block_and_model_type_are_clear_errors():
         architectures.tensor_name(architectures.GPT_NEOX, "qkv", 5, 2)
     with pytest.raises(ValueError, match="model_type 'mamba' is not supported"):
         architectures.for_config({"model_type": "mamba"})
+
+
+def test_gpt2_conv1d_weights_are_read_as_out_by_in_and_qkv_is_stacked(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from analysis.checkpoints import Checkpoint
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=64, n_positions=16,
+                                       bos_token_id=0, eos_token_id=0)).eval()
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    ck = Checkpoint(tmp_path, 0)
+    attn = model.transformer.h[1].attn
+    w = ck.matrix("qkv", 1)
+    assert w.shape == (96, 32) and ck.matrix("mlp_in", 1).shape == (128, 32) and ck.matrix("mlp_out", 1).shape == (32, 128)
+    x = torch.randn(3, 32)
+    fused = attn.c_attn(x).detach().numpy()  # (3, 96): q | k | v, each 32 wide
+    np.testing.assert_allclose(x.numpy() @ w.T + attn.c_attn.bias.detach().numpy(), fused, rtol=1e-5, atol=1e-5)
+    q, k, v = architectures.split_qkv(w, 4, ck.architecture.qkv_layout)
+    np.testing.assert_allclose(x.numpy() @ k.T, fused[:, 32:64] - attn.c_attn.bias.detach().numpy()[32:64], rtol=1e-5, atol=1e-5)
+
+
+def test_llama_qkv_role_stacks_the_three_projections(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from analysis.checkpoints import Checkpoint
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=64, vocab_size=64, bos_token_id=0, eos_token_id=0)
+    model = LlamaForCausalLM(cfg).eval()
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    ck = Checkpoint(tmp_path, 0)
+    attn = model.model.layers[0].self_attn
+    w = ck.matrix("qkv", 0)
+    assert w.shape == (32 + 16 + 16, 32)  # grouped-query attention: k and v have 2 heads of 8
+    q, k, v = architectures.split_qkv(w, 4, "stacked")
+    np.testing.assert_array_equal(q, attn.q_proj.weight.detach().numpy())
+    np.testing.assert_array_equal(v, attn.v_proj.weight.detach().numpy())
+    assert ck.matrix("mlp_in", 0).shape == (128, 32)  # gate and up stacked
+    assert ck.matrix("attn_out", 0).shape == (32, 32)

@@ -190,9 +190,13 @@ class Checkpoint:
         return architectures.tensor_name(self.architecture, role, block, self.n_layers)
 
     def matrix(self, role: str, block: int) -> np.ndarray:
-        """w: (out, in) for a role of a block."""
-        w = self.tensor(self.tensor_name(role, block))
-        return w.T if self.architecture.transposed else w
+        """w: (out, in) for a role of a block (several tensors stacked as rows, e.g. Llama's
+        q, k and v projections)."""
+        names = architectures.tensor_names(self.architecture, role, block, self.n_layers)
+        parts = [self.tensor(n) for n in names]
+        if self.architecture.transposed:
+            parts = [p.T for p in parts]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
 class Run:
