@@ -1,5 +1,6 @@
 """The study's claims as computed verdicts: claim, measure, value, verdict — never typed by hand."""
 
+import numpy as np
 import pandas as pd
 import scipy.stats
 
@@ -129,12 +130,27 @@ def summary(tables: dict) -> pd.DataFrame:
 SIMILAR_R = 0.9  # trajectories "qualitatively the same": Pearson r above this
 SIMILAR_TAU = 0.5  # block orderings agree: mean Kendall tau above this
 SHARPER = 1.1  # "sharper": deduped sharpness at least 10% above raw
+ALIKE_JS = 0.1  # activation histograms alike: mean Jensen-Shannon distance below this
 
 
-def deduplication(similarity: pd.DataFrame, ordering: pd.DataFrame, shifts: pd.DataFrame, deduped: str, raw: str) -> pd.DataFrame:
+def deduplication(similarity: pd.DataFrame, ordering: pd.DataFrame, shifts: pd.DataFrame, deduped: str, raw: str,
+                  activations: list | None = None) -> pd.DataFrame:
     """Verdicts on claim 4: the runs' per-block norm trajectories and block orderings agree,
-    and the deduplicated run's QKV norms shift more sharply than the raw run's."""
+    their residual-stream histograms on held-out text are alike, and the deduplicated run's
+    QKV norms shift more sharply than the raw run's."""
     rows = []
+    if activations:
+        from .activations import js_distance
+
+        by = {(r["run"], r["step"]): r["hist"] for r in activations}
+        first = min(s for _, s in by)
+        dists = [js_distance(by[(raw, s)][b], by[(deduped, s)][b]) for (run, s) in by if run == raw and s != first
+                 and (deduped, s) in by for b in range(by[(raw, s)].shape[0])]
+        if dists:
+            js = float(np.mean(dists))
+            rows.append({"claim": "residual-stream histograms alike", "role": "all blocks",
+                         "measure": "mean Jensen-Shannon distance (raw vs deduped)", "value": js,
+                         "verdict": "holds" if js < ALIKE_JS else "does not hold"})
     for role, g in similarity.groupby("role", sort=False):
         r = float(g["pearson_r"].median())
         rows.append({"claim": "norm trajectories qualitatively the same", "role": role,

@@ -8,6 +8,7 @@ fitted baselines, cached in the store under the checkpoint's content hash.
 import io
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -173,6 +174,57 @@ def baselines_vs_mp(cfg: dict, sizes=(32, 64, 128, 256, 512, 1024)) -> pd.DataFr
     return pd.DataFrame(Store(cfg["cache_dir"]).cached(key, compute))
 
 
+def _activation_steps(cfg: dict, run) -> list[int]:
+    steps = select_steps(run, cfg["steps"])
+    if cfg["activation_steps"] == "auto":
+        if cfg["suite"] != "hub":
+            return steps
+        picks = np.unique(np.geomspace(1, len(steps), 8).round().astype(int) - 1)  # full models are big
+        return [steps[i] for i in picks]
+    return select_steps(run, cfg["activation_steps"])
+
+
+def _model_and_tokenizer(run, ck):
+    """A transformers model for a checkpoint, and its run's tokenizer as text -> ids."""
+    from transformers import AutoModelForCausalLM
+
+    if getattr(run, "repo", None):  # hub: whole weights are needed for a forward pass
+        from transformers import AutoTokenizer
+
+        repo, commit = ck.cache_id.split("@")
+        tok = AutoTokenizer.from_pretrained(repo)
+        return AutoModelForCausalLM.from_pretrained(repo, revision=commit).eval(), lambda t: tok(t)["input_ids"]
+    from tokenizers import Tokenizer
+
+    path = Path(run.folder).parent / "tokenizer.json"
+    if not path.is_file():
+        raise CheckpointError(f"run {run.name!r}: no tokenizer.json beside its folder ({path})")
+    tok = Tokenizer.from_file(str(path))
+    return AutoModelForCausalLM.from_pretrained(ck.folder).eval(), lambda t: tok.encode(t).ids
+
+
+def activations(cfg: dict, progress: bool = False) -> list[dict]:
+    """Per run and step: histograms of the residual stream after each block on the held-out
+    text (analysis/data/heldout.txt), cached. -> [{run, step, hist, kurtosis, std}]"""
+    from . import activations as act
+
+    store, records = Store(cfg["cache_dir"]), []
+    text = act.HELDOUT.read_text()
+    for run in open_runs(cfg).values():
+        for step in tqdm(_activation_steps(cfg, run), desc=f"activations {run.name}", disable=not progress):
+            ck = run.checkpoint(step)
+            key = {"kind": "activations", "version": act.ACTIVATIONS_VERSION, "weights": ck.content_hash,
+                   "text": key_digest({"text": text})}
+
+            def compute():
+                model, tokenize = _model_and_tokenizer(run, ck)
+                seq = min(128, int(getattr(model.config, "max_position_embeddings", 128)))
+                return act.histograms(act.block_outputs(model, act.token_batch(tokenize, text, seq)))
+
+            records.append({"run": run.name, "step": step, **store.cached(key, compute)})
+    return records
+
+
 def residual_simulation(cfg: dict, aspects) -> dict:
     """The toy residual network for the `residual` settings, cached: {sv_<cols>, act}."""
     p = cfg["residual"]
@@ -256,6 +308,8 @@ def fill(cfg: dict, progress: bool = True, chapter: str | None = None) -> dict:
         by_block = spectra(cfg, progress, blocks="all", steps="last") if "residual-paths" in want else []
         done["spectra"] = len(middle) + len(by_block)
         done["measures"] = len(measures(middle, cfg["cache_dir"]))
+        if "deduplication" in want:
+            activations(cfg, progress)
         if want & {"depth-trends", "deduplication"}:
             every = spectra(cfg, progress, blocks="all")
             done["spectra"] += len(every)

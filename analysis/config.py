@@ -21,6 +21,7 @@ DEFAULTS = {
     "block": "middle",  # "middle" (n_layers // 2, as the study) or a block index
     "roles": list(ROLES),
     "backend": "auto",  # "auto" | "numpy" | "cupy"
+    "activation_steps": "auto",  # residual-stream histograms: "auto" (tiny: all; hub: 8 log-spaced) or a list
     "exclude_flagged": False,  # leave out steps the checkpoint audit flags (they are always warned about)
     "seed": 0,  # seeds the sampled baselines
     "cache_dir": ".cache",  # relative to the project root; ANALYSIS_CACHE_DIR overrides
@@ -116,6 +117,9 @@ def _validate(cfg: dict) -> None:
         raise ConfigError("analysis.folder: required when analysis.suite is 'folder'")
     if not (cfg["block"] == "middle" or isinstance(cfg["block"], int)):
         raise ConfigError(f"analysis.block: expected 'middle' or an integer, got {cfg['block']!r}")
+    if not (cfg["activation_steps"] == "auto" or (isinstance(cfg["activation_steps"], list)
+                                                  and all(isinstance(s, int) for s in cfg["activation_steps"]))):
+        raise ConfigError(f"analysis.activation_steps: expected 'auto' or a list of integers, got {cfg['activation_steps']!r}")
     if not (cfg["steps"] == "all" or (isinstance(cfg["steps"], list) and all(isinstance(s, int) for s in cfg["steps"]))):
         raise ConfigError(f"analysis.steps: expected 'all' or a list of integers, got {cfg['steps']!r}")
 

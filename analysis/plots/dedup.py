@@ -64,3 +64,51 @@ def ordering_through_training(ordering):
     ax.set_ylabel("Kendall τ of block orderings")
     ax.legend(fontsize="x-small")
     return fig
+
+
+def activation_histograms(records: list[dict], steps: list[int]):
+    """Rows: runs; columns: steps; a line per block (colour: block) of the standardised
+    residual-stream histogram on held-out text, log density, same axes everywhere. -> Figure"""
+    from ..activations import EDGES
+
+    runs = list(dict.fromkeys(r["run"] for r in records))
+    n_blocks = records[0]["hist"].shape[0]
+    colors = style.sequential(n_blocks)
+    centres = (EDGES[1:] + EDGES[:-1]) / 2
+    fig, axes = style.figure(len(runs), len(steps), width=2.3 * len(steps), height=2.2 * len(runs) + 0.4,
+                             sharex=True, sharey=True)
+    for i, run in enumerate(runs):
+        for j, step in enumerate(steps):
+            ax = axes[i, j]
+            rec = next(r for r in records if r["run"] == run and r["step"] == step)
+            for b in range(n_blocks):
+                ax.plot(centres, np.where(rec["hist"][b] > 0, rec["hist"][b], np.nan), color=colors[b], linewidth=1,
+                        label=f"block {b}")
+            ax.set_yscale("log")
+            ax.set_ylim(1e-5, 1)
+            if i == 0:
+                ax.set_title(f"step {step}", fontsize="small")
+            if i == len(runs) - 1:
+                ax.set_xlabel("value / std")
+        axes[i, 0].set_ylabel(f"{run}\ndensity")
+    axes[0, -1].legend(fontsize="xx-small", ncol=2)
+    return fig
+
+
+def activation_kurtosis(records: list[dict]):
+    """Excess kurtosis of each block's residual stream through training, both runs. -> Figure"""
+    fig, axes = style.figure(1, 1, width=7.0, height=3.4)
+    ax = axes[0, 0]
+    n_blocks = records[0]["hist"].shape[0]
+    colors = style.sequential(n_blocks)
+    for run in dict.fromkeys(r["run"] for r in records):
+        rs = sorted((r for r in records if r["run"] == run), key=lambda r: r["step"])
+        steps = [r["step"] for r in rs]
+        for b in range(n_blocks):
+            ax.plot(steps, [r["kurtosis"][b] for r in rs], color=colors[b], linewidth=1.2,
+                    label=f"block {b}" if run == records[0]["run"] else None, **style.RUN_STYLES.get(run, {}))
+    style.step_axis(ax)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("excess kurtosis of the residual stream")
+    ax.legend(fontsize="xx-small", ncol=2, title="solid: raw, dashed: deduped", title_fontsize="xx-small")
+    return fig

@@ -1,0 +1,72 @@
+"""The residual stream after each block, on held-out text, through training.
+
+Forward hooks on the model's blocks capture each block's output (the residual stream it
+writes), standardised per block; what is kept is its histogram on fixed bins and its excess
+kurtosis, so that runs and steps compare on the same axes.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import scipy.stats
+
+HELDOUT = Path(__file__).parent / "data" / "heldout.txt"
+EDGES = np.linspace(-8.0, 8.0, 81)  # in units of the block's standard deviation
+ACTIVATIONS_VERSION = 1
+
+
+def token_batch(tokenize, text: str, seq_len: int, batch: int = 8) -> np.ndarray:
+    """(rows, seq_len) token ids: the text's tokens cut into up to `batch` full rows."""
+    ids = np.asarray(tokenize(text), dtype=np.int64)
+    rows = min(batch, len(ids) // seq_len)
+    if rows == 0:
+        raise ValueError(f"held-out text gives {len(ids)} tokens, fewer than one sequence of {seq_len}")
+    return ids[: rows * seq_len].reshape(rows, seq_len)
+
+
+def block_outputs(model, ids: np.ndarray) -> list[np.ndarray]:
+    """The output of every transformer block (hooks), each (rows, seq, d) as float64."""
+    import torch
+
+    blocks = _blocks(model)
+    captured = [None] * len(blocks)
+    hooks = [b.register_forward_hook(lambda mod, inp, out, i=i: captured.__setitem__(i, out[0] if isinstance(out, tuple) else out))
+             for i, b in enumerate(blocks)]
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.from_numpy(ids))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [c.detach().double().numpy() for c in captured]
+
+
+def _blocks(model):
+    for path in ("gpt_neox.layers", "transformer.h", "model.layers"):
+        obj = model
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+            return list(obj)
+        except AttributeError:
+            continue
+    raise ValueError(f"{type(model).__name__}: cannot find its transformer blocks")
+
+
+def histograms(outputs: list[np.ndarray]) -> dict:
+    """{hist: (blocks, bins) densities of standardised values, kurtosis: (blocks,), std: (blocks,)}"""
+    hist, kurt, std = [], [], []
+    for x in outputs:
+        v = x.ravel()
+        s = v.std()
+        hist.append(np.histogram((v - v.mean()) / s, EDGES, density=True)[0])
+        kurt.append(scipy.stats.kurtosis(v))
+        std.append(s)
+    return {"hist": np.array(hist), "kurtosis": np.array(kurt), "std": np.array(std)}
+
+
+def js_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2, in [0, 1]) between two histograms on EDGES."""
+    from scipy.spatial.distance import jensenshannon
+
+    return float(jensenshannon(p, q, base=2))
