@@ -245,10 +245,14 @@ def residual_curves(cfg: dict, sim: dict) -> dict:
 
 
 def effective_depths(cfg: dict, records: list[dict], sim: dict) -> pd.DataFrame:
-    """One row per record: the toy depth closest to its spectrum, with the seed band."""
+    """One row per record: the toy depth closest to its spectrum, with the seed band; cached
+    per spectrum and toy configuration."""
+    store, p = Store(cfg["cache_dir"]), cfg["residual"]
+    toy = {k: p[k] for k in ("width", "depth", "seeds", "sigma2", "n_inputs", "seed")}
     rows = []
     for r in records:
-        e = residual.effective_depth(r["sv"], r["rows"], r["cols"], sim, cfg["residual"]["width"])
+        key = {"kind": "effective-depth", "version": residual.SIMULATION_VERSION, "spectrum": r["key"], "toy": toy}
+        e = store.cached(key, lambda: residual.effective_depth(r["sv"], r["rows"], r["cols"], sim, p["width"]))
         rows.append({k: r[k] for k in ("run", "step", "block", "role")} |
                     {"effective_depth": e["depth"], "low": e["low"], "high": e["high"], "distance": e["distance"]})
     return pd.DataFrame(rows)
@@ -316,7 +320,9 @@ def fill(cfg: dict, progress: bool = True, chapter: str | None = None) -> dict:
             done["measures"] += len(measures(every, cfg["cache_dir"]))
         if "residual-paths" in want:
             aspects = {min(r["rows"], r["cols"]) / max(r["rows"], r["cols"]) for r in middle + by_block}
-            residual_curves(cfg, residual_simulation(cfg, aspects))
+            sim = residual_simulation(cfg, aspects)
+            residual_curves(cfg, sim)
+            effective_depths(cfg, middle + by_block, sim)
     if "methods" in want:
         qkv_parts(cfg)
         baselines_vs_mp(cfg)
