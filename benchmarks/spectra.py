@@ -122,7 +122,7 @@ def gpu(args):
         for role, stack in host.items():
             w = cp.asarray(stack).astype(cp.float64)
             base = cp.random.default_rng(0).standard_normal(w.shape) * w.std(axis=(1, 2), keepdims=True)
-            spectra.singular_values(cp.concatenate([w, base]), xp)
+            spectra.singular_values_chunked(cp.concatenate([w, base]), xp)  # chunks fit free GPU memory
     cp.cuda.Device().synchronize()
     took = time.perf_counter() - t
     print(f"sweep: {steps} steps x 16 blocks x 4 roles x (weights + baseline) = {steps * 128} matrices "

@@ -1,9 +1,6 @@
 import shutil
 
-import numpy as np
-import pandas as pd
 import torch
-from safetensors.torch import save_file
 
 from analysis import audit
 from analysis.checkpoints import Run

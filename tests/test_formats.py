@@ -1,6 +1,5 @@
 """Byte-range readers: safetensors and PyTorch zip, local and over HTTP Range requests."""
 
-import io
 import json
 import os
 import pickle
@@ -13,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from analysis.checkpoints import Checkpoint, CheckpointError, formats
+from analysis.checkpoints import Checkpoint, CheckpointError
 from analysis.checkpoints.tensor_cache import TensorCache
 
 from .http_range_server import RangeServer

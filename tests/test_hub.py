@@ -6,7 +6,6 @@ fsspec's HTTP file system against a local Range server: no network here."""
 import json
 from pathlib import Path
 
-import fsspec
 import numpy as np
 import pytest
 from fsspec.implementations.http import HTTPFileSystem
