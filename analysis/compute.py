@@ -1,8 +1,10 @@
 """Fill and read the results cache for what the chapters show.
 
-`spectra(cfg)` is the one entry point chapters and `python -m analysis compute` share:
-per run, step and role of the configured block, the weights' singular values with the
-fitted baselines, cached in the store under the checkpoint's content hash.
+Chapters and `python -m analysis compute` (`fill`) call the same functions: `spectra`
+(singular values with fitted baselines, keyed by the checkpoint's content hash),
+`measures`, `audit_table`, the residual toy (`residual_simulation`, `residual_curves`,
+`effective_depths`), `activations`, `qkv_parts` and `baselines_vs_mp`. Each is cached in
+the store, so a warm chapter only reads.
 """
 
 import io
@@ -15,8 +17,8 @@ import pandas as pd
 from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 
 from . import audit as audit_mod
-from .architectures import tensor_names
 from . import residual, shape
+from .architectures import tensor_names
 from .backend import array_module
 from .checkpoints import Checkpoint, CheckpointError, formats, open_runs, select_steps
 from .spectra import BASELINES, with_baselines
