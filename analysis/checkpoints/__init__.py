@@ -1,8 +1,9 @@
 """Runs and checkpoints: where weights come from, read one tensor at a time.
 
 A Run is a named sequence of checkpoints indexed by training step; a Checkpoint reads
-single tensors as NumPy arrays and knows its architecture. This module holds the local
-folder source (Hugging Face layout: step{N}/config.json + model.safetensors).
+single tensors as NumPy arrays (by byte range, see formats.py) and knows its architecture.
+This module holds Checkpoint, the local-folder Run (step{N}/ in Hugging Face layout) and
+`open_runs`; hub runs are in hub.py, the tiny suite in tiny/.
 """
 
 import hashlib
@@ -28,12 +29,19 @@ class CheckpointError(ValueError):
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
+_HASHES = {}  # (path, size, mtime) -> sha256: the audit and every spectra call ask again
+
+
 def _sha256_file(fs, path: str) -> str:
-    h = hashlib.sha256()
-    with fs.open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    info = fs.info(path)
+    stamp = (path, info.get("size"), info.get("mtime"))
+    if stamp not in _HASHES:
+        h = hashlib.sha256()
+        with fs.open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        _HASHES[stamp] = h.hexdigest()
+    return _HASHES[stamp]
 
 
 class Checkpoint:
