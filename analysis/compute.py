@@ -24,7 +24,7 @@ from .checkpoints import Checkpoint, CheckpointError, formats, open_runs, select
 from .spectra import BASELINES, with_baselines
 from .store import Store, key_digest
 
-SPECTRUM_VERSION = 2  # bump when what `spectrum` computes changes
+SPECTRUM_VERSION = 3  # bump when what `spectrum` computes changes (3: baselines drawn on the device)
 MEASURES_VERSION = 1  # bump when `shape_measures` changes
 NEAR_ZERO_Q = 0.1  # "near zero": below the Gaussian baseline's 10th percentile
 

@@ -6,6 +6,8 @@ not an option: squaring the spread of singular values loses every value below
 ~sqrt(eps32) * sigma_max ~ 3e-4 * sigma_max.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.stats
 
@@ -13,6 +15,16 @@ from .backend import to_numpy
 
 
 REFINE_BELOW = 1e-4  # relative to sigma_max; see _refine_small
+
+# How a stack of Gram matrices goes through the eigensolver (benchmarks/spectra.py measures
+# each): "batched" one stacked call; "loop" one call per matrix; "threads" one call per
+# matrix from EIGH_THREADS threads (NumPy: one BLAS thread each; CuPy: one CUDA stream each,
+# since one n=2048 solve leaves most of the GPU idle); "torch" torch.linalg.eigvalsh via DLPack.
+# NumPy, 2 cores, n=2048: batched 0.335 s a matrix, threads 0.31-0.34 (the tridiagonal
+# reduction is memory-bound: two threads share the bandwidth), torch 0.95.
+EIGH_ROUTES = ("batched", "loop", "threads", "torch")
+EIGH_ROUTE = {"numpy": "batched", "cupy": "threads"}
+EIGH_THREADS = {"numpy": 2, "cupy": 4}
 
 
 def singular_values(w, xp=np, refine: bool = True):
@@ -25,11 +37,53 @@ def singular_values(w, xp=np, refine: bool = True):
     m, n = w.shape[-2:]
     wt = xp.swapaxes(w, -1, -2)
     gram = w @ wt if m <= n else wt @ w  # (b, k, k), k = min(m, n)
-    lam = xp.linalg.eigvalsh(gram)  # ascending
-    sv = xp.sqrt(xp.clip(lam, 0.0, None))[:, ::-1]
+    lam = eigvalsh(gram, xp)  # ascending
+    sv = xp.sqrt(xp.maximum(lam, 0.0))[:, ::-1]
     if refine:
         sv = _refine_small(w, gram, sv, xp)
     return sv[0] if single else sv
+
+
+def eigvalsh(gram, xp=np, route: str | None = None):
+    """gram: (b, k, k) symmetric, float64 -> (b, k) eigenvalues, ascending, by `route`
+    (default EIGH_ROUTE for the module)."""
+    kind = "numpy" if xp is np else "cupy"
+    route = route or EIGH_ROUTE[kind]
+    if route == "batched" or len(gram) == 1:
+        return xp.linalg.eigvalsh(gram)
+    if route == "loop":
+        return xp.stack([xp.linalg.eigvalsh(g) for g in gram])
+    if route == "threads":
+        return _eigvalsh_threads(gram, xp, EIGH_THREADS[kind])
+    if route == "torch":
+        import torch
+
+        return xp.from_dlpack(torch.linalg.eigvalsh(torch.from_dlpack(xp.ascontiguousarray(gram))))
+    raise ValueError(f"eigensolver route {route!r}: expected one of {EIGH_ROUTES}")
+
+
+def _eigvalsh_threads(gram, xp, workers: int):
+    out = xp.empty(gram.shape[:2], dtype=gram.dtype)
+    if xp is np:
+        from threadpoolctl import threadpool_limits
+
+        def one(i):
+            out[i] = np.linalg.eigvalsh(gram[i])
+
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, range(len(gram))))
+        return out
+
+    def one(i):
+        # A blocking stream waits for the default stream's Gram product before it starts.
+        stream = xp.cuda.Stream(non_blocking=False)
+        with stream:
+            out[i] = xp.linalg.eigvalsh(gram[i])
+        stream.synchronize()
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(len(gram))))
+    return out
 
 
 def singular_values_chunked(w, xp=np, budget_bytes: int | None = None):
@@ -101,42 +155,60 @@ def _solve_lower_t(chol, x, xp):
     return cupyx.scipy.linalg.solve_triangular(chol, x, lower=True, trans="T")
 
 
-def fit_gaussian(w: np.ndarray) -> dict:
+def fit_gaussian(w) -> dict:
+    """w: NumPy or CuPy array."""
     return {"loc": float(w.mean()), "scale": float(w.std())}
 
 
-def fit_logistic(w: np.ndarray, max_entries: int = 1_000_000, seed: int = 0) -> dict:
-    """Maximum-likelihood logistic fit (scipy.stats) on at most `max_entries` entries."""
-    x = np.asarray(w, dtype=np.float64).ravel()
+def fit_logistic(w, max_entries: int = 1_000_000, seed: int = 0) -> dict:
+    """Maximum-likelihood logistic fit (scipy.stats) on at most `max_entries` entries of w
+    (NumPy or CuPy: the subsample is picked by index, so only it leaves the device)."""
+    x = w.ravel()
     if x.size > max_entries:  # the fit is an optimisation; a large random subsample is enough
-        x = np.random.default_rng(seed).choice(x, max_entries, replace=False)
-    loc, scale = scipy.stats.logistic.fit(x)
+        idx = np.random.default_rng(seed).choice(x.size, max_entries, replace=False)
+        x = x[idx] if isinstance(x, np.ndarray) else x[_like(x, idx)]
+    loc, scale = scipy.stats.logistic.fit(to_numpy(x).astype(np.float64))
     return {"loc": float(loc), "scale": float(scale)}
+
+
+def _like(x, a):
+    """a (NumPy) on x's array module."""
+    import cupy
+
+    return cupy.asarray(a) if isinstance(x, cupy.ndarray) else a
 
 
 BASELINES = ("gaussian", "logistic", "shuffled")
 
 
-def sample_baseline(kind: str, params: dict, shape: tuple, seed: int, w: np.ndarray | None = None) -> np.ndarray:
-    """A matrix of `shape`: i.i.d. entries from the fitted distribution, or (shuffled) w's own
-    entries at random positions (WeightWatcher's "randomized ESD")."""
-    rng = np.random.default_rng(seed)
+def sample_baseline(kind: str, params: dict, shape: tuple, seed: int, w=None, xp=np):
+    """A float64 matrix of `shape` on `xp`, from a generator seeded with `seed`: i.i.d. entries
+    from the fitted distribution, or (shuffled) w's own entries at random positions
+    (WeightWatcher's "randomized ESD"). On NumPy the draws equal Generator.normal / .logistic /
+    .permutation's; CuPy's generator gives other (equally valid) draws."""
+    rng = xp.random.default_rng(seed)
     if kind == "gaussian":
-        return rng.normal(params["loc"], params["scale"], size=shape)
-    if kind == "logistic":
-        return rng.logistic(params["loc"], params["scale"], size=shape)
+        return params["loc"] + params["scale"] * rng.standard_normal(shape)
+    if kind == "logistic":  # inverse CDF, as NumPy's own logistic sampler does
+        u = xp.maximum(rng.random(shape), np.finfo(np.float64).tiny)
+        return params["loc"] + params["scale"] * xp.log(u / (1.0 - u))
     if kind == "shuffled":
-        return rng.permutation(np.asarray(w).ravel()).reshape(shape)
+        flat = xp.asarray(w).ravel()
+        if xp is np:
+            return rng.permutation(flat).reshape(shape)
+        return flat[xp.argsort(rng.random(flat.size))].reshape(shape)  # a uniform random permutation
     raise ValueError(f"unknown baseline {kind!r}; expected one of {BASELINES}")
 
 
-def with_baselines(w: np.ndarray, seed: int, xp=np) -> dict:
+def with_baselines(w, seed: int, xp=np) -> dict:
     """The study's comparison for one w: (m, n): its singular values and those of a Gaussian
-    and a logistic matrix of the same shape fitted to w's entries, and of w shuffled
-    (one batched solve). -> {sv, gaussian, logistic, shuffled, gaussian_loc, ...}"""
+    and a logistic matrix of the same shape fitted to w's entries, and of w shuffled, all
+    sampled on `xp`'s device (one batched solve). -> {sv, gaussian, logistic, shuffled,
+    gaussian_loc, ...}; spectra on the host."""
+    w = xp.asarray(w, dtype=xp.float64)
     fits = {"gaussian": fit_gaussian(w), "logistic": fit_logistic(w, seed=seed)}
-    samples = [sample_baseline(k, fits.get(k, {}), w.shape, seed, w) for k in BASELINES]
-    sv = to_numpy(singular_values(xp.asarray(np.stack([w, *samples])), xp))
+    samples = [sample_baseline(k, fits.get(k, {}), w.shape, seed, w, xp) for k in BASELINES]
+    sv = to_numpy(singular_values(xp.stack([w, *samples]), xp))
     out = {"sv": sv[0], **{k: sv[i + 1] for i, k in enumerate(BASELINES)}}
     for kind, params in fits.items():
         out.update({f"{kind}_{p}": v for p, v in params.items()})

@@ -27,7 +27,16 @@ def main():
     p.add_argument("--depth", type=int, default=32)
     p.add_argument("--seeds", type=int, default=64)
     p.add_argument("--gpu-width", type=int, default=2048)
+    p.add_argument("--gpu-depth", type=int, default=None, help="default: --depth")
+    p.add_argument("--gpu-seeds", type=int, default=None, help="default: --seeds")
+    p.add_argument("--gpu-only", action="store_true")
     a = p.parse_args()
+    if not a.gpu_only:
+        cpu(a)
+    gpu(a)
+
+
+def cpu(a):
     print(f"CPU: width {a.width}, depth {a.depth}, {a.seeds} seeds")
     t_batch, ours = timed(lambda: residual.simulate(a.width, a.depth, a.seeds, spectra=False))
     t_loop, ref = timed(lambda: residual.simulate_per_seed_loop(a.width, a.depth, a.seeds))
@@ -36,6 +45,9 @@ def main():
           f"ratio {t_loop / t_batch:.2f}, same result: {same}")
     t_spec, _ = timed(lambda: residual.simulate(a.width, a.depth, a.seeds))
     print(f"  with the spectrum of M_L at every depth: {t_spec:.2f} s")
+
+
+def gpu(a):
     try:
         import cupy as cp
 
@@ -45,9 +57,12 @@ def main():
     if not gpu:
         print("no CUDA device: GPU part skipped")
         return
+    depth, seeds = a.gpu_depth or a.depth, a.gpu_seeds or a.seeds
     residual.simulate(64, 2, 2, xp=cp)  # warm-up
-    t, _ = timed(lambda: (residual.simulate(a.gpu_width, a.depth, a.seeds, xp=cp), cp.cuda.Device().synchronize()))
-    print(f"GPU: width {a.gpu_width}, depth {a.depth}, {a.seeds} seeds, spectra at every depth: {t:.2f} s")
+    t, _ = timed(lambda: (residual.simulate(a.gpu_width, depth, seeds, xp=cp, spectra=False), cp.cuda.Device().synchronize()))
+    print(f"GPU: width {a.gpu_width}, depth {depth}, {seeds} seeds, products + activations: {t:.2f} s")
+    t, _ = timed(lambda: (residual.simulate(a.gpu_width, depth, seeds, xp=cp), cp.cuda.Device().synchronize()))
+    print(f"GPU: width {a.gpu_width}, depth {depth}, {seeds} seeds, spectra at every depth: {t:.2f} s")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ GPU (when CuPy sees a device): ours on CuPy vs torch.linalg.svdvals on the same 
 full pythia-1b sweep shape (154 steps x 16 blocks x 4 roles, plus one sampled baseline each)
 from host memory.
 
-    python benchmarks/spectra.py [--scale 0.25] [--repeats 1] [--no-weightwatcher] [--gpu-only]
+    python benchmarks/spectra.py [--scale 0.25] [--repeats 3] [--no-weightwatcher] [--gpu-only]
+                                 [--sweep-steps 154] [--json gpu.json]
+
+The GPU part first times each eigensolver route (spectra.EIGH_ROUTES) and uses the fastest.
 """
 
 import argparse
@@ -86,56 +89,103 @@ def cpu(args):
 
 
 def gpu(args):
+    import json
+
     import cupy as cp
     import torch
 
-    xp = cp
-    print(f"GPU: {cp.cuda.runtime.getDeviceProperties(0)['name'].decode()}")
-    print(f"{'role':9s} {'shape':>11s} {'batch':>5s} {'ours':>8s} {'torch':>8s} {'ratio':>6s} {'err/σmax':>9s}")
-    for role, (m, n) in PYTHIA_1B.items():
-        batch = 16  # one checkpoint's blocks
-        host = np.stack([matrix((m, n), "random", seed=s).astype(np.float32) for s in range(batch)])
+    xp, sync, t0 = cp, cp.cuda.Device().synchronize, time.perf_counter()
+    report = {"device": cp.cuda.runtime.getDeviceProperties(0)["name"].decode(), "cupy": cp.__version__,
+              "torch": torch.__version__, "routes": {}, "roles": {}}
+    print(f"GPU: {report['device']}, CuPy {cp.__version__}, torch {torch.__version__}")
+
+    # 1. The eigensolver routes on one checkpoint's worth of k=2048 Gram matrices.
+    k, b = max(int(2048 * args.gpu_scale), 8), args.route_batch
+    w = cp.random.default_rng(0).standard_normal((b, k, 2 * k)) * 0.02
+    gram = w @ cp.swapaxes(w, -1, -2)
+    del w
+    ref = np.linalg.eigvalsh(gram[0].get())
+    print(f"eigensolver routes, {b} Gram matrices {k}x{k}: ms per matrix; err = max|dlam| / lam_max vs LAPACK")
+    for route, workers in [("batched", 0), ("loop", 0), ("threads", 2), ("threads", 4), ("threads", 8), ("torch", 0)]:
+        name = f"{route}-{workers}" if workers else route
+        try:
+            if workers:
+                spectra.EIGH_THREADS["cupy"] = workers
+            t_warm, _ = best_time(lambda: (spectra.eigvalsh(gram[:2], xp, route), sync()), 1)
+            if t_warm / 2 > 1.0:  # too slow to time on the whole batch: the warm-up is the number
+                per, lam = t_warm / 2, spectra.eigvalsh(gram[:1], xp, route)
+            else:
+                t, lam = best_time(lambda: (spectra.eigvalsh(gram, xp, route), sync())[0], args.repeats)
+                per = t / b
+            err = float(np.max(np.abs(lam[0].get() - ref)) / ref[-1])
+            report["routes"][name] = {"ms": per * 1e3, "err": err}
+            print(f"  {name:10s} {per * 1e3:9.1f} {err:9.1e}", flush=True)
+        except Exception as e:  # a route that fails here is reported, not fatal
+            print(f"  {name:10s} failed: {e!r}"[:300], flush=True)
+    best = min(report["routes"], key=lambda r: report["routes"][r]["ms"])
+    route, _, workers = best.partition("-")
+    spectra.EIGH_ROUTE["cupy"] = route
+    if workers:
+        spectra.EIGH_THREADS["cupy"] = int(workers)
+    report["route"] = best
+    print(f"route used below: {best}")
+    del gram
+
+    # 2. Ours vs torch.linalg.svdvals (float64, same GPU), per pythia-1b role.
+    print(f"{'role':9s} {'shape':>11s} {'batch':>5s} {'ours s':>8s} {'torch s':>8s} {'ratio':>6s} {'err/σmax':>9s}")
+    torch.linalg.svdvals(torch.ones((64, 64), device="cuda", dtype=torch.float64))  # cuSOLVER handle, kernels
+    shapes = {role: (max(int(m * args.gpu_scale), 8), max(int(n * args.gpu_scale), 8)) for role, (m, n) in PYTHIA_1B.items()}
+    for role, (m, n) in shapes.items():
+        tb = args.torch_batch
+        host = np.stack([matrix((m, n), "random", seed=s).astype(np.float32) for s in range(tb)])
         dev = cp.asarray(host)
         tdev = torch.as_tensor(host, device="cuda", dtype=torch.float64)
+        spectra.singular_values(dev[:1], xp)
+        sync()
+        t_ours, sv = best_time(lambda: (spectra.singular_values(dev, xp), sync())[0], args.repeats)
+        t_torch, ref_t = best_time(lambda: (torch.linalg.svdvals(tdev), torch.cuda.synchronize())[0], 1)
+        err = float(np.max(np.abs(sv.get() - ref_t.cpu().numpy())) / ref_t.max().item())
+        report["roles"][role] = {"shape": [m, n], "batch": tb, "ours_s": t_ours, "torch_s": t_torch, "err": err}
+        print(f"{role:9s} {m:>5d}x{n:<5d} {tb:5d} {t_ours:8.3f} {t_torch:8.3f} {t_torch / t_ours:6.1f} {err:9.1e}", flush=True)
+        del dev, tdev
+    tot = {k2: sum(r[k2] for r in report["roles"].values()) for k2 in ("ours_s", "torch_s")}
+    print(f"total: ours {tot['ours_s']:.2f} s, torch {tot['torch_s']:.2f} s, ratio {tot['torch_s'] / tot['ours_s']:.1f}")
 
-        def ours():
-            out = spectra.singular_values(dev, xp)
-            cp.cuda.Device().synchronize()
-            return out
-
-        def peer():
-            out = torch.linalg.svdvals(tdev)
-            torch.cuda.synchronize()
-            return out
-
-        ours(), peer()  # warm-up: plans, handles, kernels
-        t_ours, sv = best_time(ours, args.repeats)
-        t_torch, ref = best_time(peer, args.repeats)
-        err = float(np.max(np.abs(sv.get() - ref.cpu().numpy())) / ref.max().item())
-        print(f"{role:9s} {m:>5d}x{n:<5d} {batch:5d} {t_ours:8.3f} {t_torch:8.3f} {t_torch / t_ours:6.1f} {err:9.1e}", flush=True)
-    # The full sweep shape: per step and role, 16 blocks + one sampled baseline each, from host memory.
+    # 3. The full sweep shape: per step and role, 16 blocks (fp16 in host memory, as read from
+    # checkpoints) + one sampled Gaussian baseline each, through the memory-budget chunker.
     steps = args.sweep_steps
-    host = {role: np.stack([matrix(shp, "random", seed=s).astype(np.float16) for s in range(16)]) for role, shp in PYTHIA_1B.items()}
-    cp.cuda.Device().synchronize()
+    host = {role: np.stack([matrix(shp, "random", seed=s).astype(np.float16) for s in range(16)])
+            for role, shp in shapes.items()}
+    sync()
     t = time.perf_counter()
-    for _ in range(steps):
+    for step in range(steps):
         for role, stack in host.items():
             w = cp.asarray(stack).astype(cp.float64)
-            base = cp.random.default_rng(0).standard_normal(w.shape) * w.std(axis=(1, 2), keepdims=True)
-            spectra.singular_values_chunked(cp.concatenate([w, base]), xp)  # chunks fit free GPU memory
-    cp.cuda.Device().synchronize()
+            std = w.std(axis=(1, 2), keepdims=True)
+            base = cp.random.default_rng(step).standard_normal(w.shape) * std
+            spectra.singular_values_chunked(cp.concatenate([w, base]), xp)
+    sync()
     took = time.perf_counter() - t
+    report["sweep"] = {"steps": steps, "matrices": steps * 128, "s": took, "min_for_154": took * 154 / steps / 60}
     print(f"sweep: {steps} steps x 16 blocks x 4 roles x (weights + baseline) = {steps * 128} matrices "
           f"in {took:.1f} s; 154 steps would take {took * 154 / steps / 60:.1f} min")
+    print(f"GPU part took {time.perf_counter() - t0:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=float, default=1.0, help="shrink every side by this factor (CPU part)")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-weightwatcher", dest="weightwatcher", action="store_false")
     p.add_argument("--gpu-only", action="store_true")
-    p.add_argument("--sweep-steps", type=int, default=154)
+    p.add_argument("--sweep-steps", type=int, default=154, help="GPU sweep: steps to time (154 = all of pythia-1b)")
+    p.add_argument("--route-batch", type=int, default=8, help="GPU: Gram matrices per eigensolver route")
+    p.add_argument("--torch-batch", type=int, default=4, help="GPU: matrices per role against torch")
+    p.add_argument("--gpu-scale", type=float, default=1.0, help="shrink every side by this factor (GPU part)")
+    p.add_argument("--json", help="also write the GPU numbers here")
     args = p.parse_args()
     if args.weightwatcher:
         try:

@@ -96,3 +96,41 @@ def test_chunked_batches_match_one_batch():
     per_matrix = 8 * (30 * 20 + 3 * 20 * 20)
     chunked = spectra.singular_values_chunked(w, budget_bytes=2 * per_matrix)  # chunks of 2
     assert np.array_equal(whole, chunked)
+
+
+@pytest.mark.parametrize("route", spectra.EIGH_ROUTES)
+def test_every_eigensolver_route_gives_the_same_eigenvalues(route):
+    if route == "torch":
+        pytest.importorskip("torch")
+    w = np.stack([matrix_with_spread(40, 90, 1e5, seed=s) for s in range(3)])
+    gram = w @ np.swapaxes(w, -1, -2)
+    ref = np.linalg.eigvalsh(gram)
+    lam = spectra.eigvalsh(gram, np, route)
+    assert lam.shape == ref.shape
+    assert np.max(np.abs(lam - ref)) <= 1e-12 * ref.max()
+
+
+def test_unknown_eigensolver_route_is_rejected():
+    with pytest.raises(ValueError, match="eigensolver route 'qr'"):
+        spectra.eigvalsh(np.eye(3)[None].repeat(2, 0), np, "qr")
+
+
+def test_baseline_draws_equal_numpys_own_samplers():
+    """The module-agnostic samplers draw what Generator.normal/.logistic/.permutation draw."""
+    w = np.random.default_rng(1).normal(0, 0.02, (30, 40))
+    params = {"loc": 0.001, "scale": 0.02}
+    g = spectra.sample_baseline("gaussian", params, w.shape, 3)
+    assert np.array_equal(g, np.random.default_rng(3).normal(0.001, 0.02, w.shape))
+    lg = spectra.sample_baseline("logistic", params, w.shape, 3)
+    assert np.allclose(lg, np.random.default_rng(3).logistic(0.001, 0.02, w.shape), rtol=1e-13, atol=1e-16)
+    sh = spectra.sample_baseline("shuffled", {}, w.shape, 3, w)
+    assert np.array_equal(sh, np.random.default_rng(3).permutation(w.ravel()).reshape(w.shape))
+
+
+def test_logistic_fit_subsamples_by_index_as_choice_does():
+    w = np.random.default_rng(2).standard_t(3, (300, 200))
+    sub = np.random.default_rng(5).choice(w.ravel(), 10_000, replace=False)
+    import scipy.stats
+
+    loc, scale = scipy.stats.logistic.fit(sub)
+    assert spectra.fit_logistic(w, max_entries=10_000, seed=5) == {"loc": loc, "scale": scale}

@@ -1,12 +1,16 @@
-"""GPU twins of the CPU spectra tests: CuPy results must match NumPy's to the same bound."""
+"""GPU twins of the CPU spectra tests: CuPy results must match NumPy's to the same bound.
+
+Run on a CUDA machine with `pytest tests/gpu` (they skip elsewhere)."""
 
 import numpy as np
 import pytest
+import scipy.linalg
+import scipy.stats
 
 from analysis import spectra
 from analysis.backend import array_module
 
-from ..test_spectra import matrix_with_spread
+from ..test_spectra import matrix_with_spread, near_rank_deficient
 
 cp = pytest.importorskip("cupy")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cp.cuda.is_available(), reason="no CUDA device")]
@@ -20,3 +24,53 @@ def test_cupy_singular_values_match_numpy_within_1e_9_of_sigma_max(shape):
     assert isinstance(gpu, cp.ndarray)
     cpu = spectra.singular_values(batch.astype(np.float32))
     assert np.max(np.abs(gpu.get() - cpu)) <= 1e-9 * cpu[:, :1].max()
+
+
+@pytest.mark.parametrize("w", [
+    near_rank_deficient(150, 100, 20, 0.0, 0),
+    near_rank_deficient(100, 300, 50, 1e-9, 2),
+    matrix_with_spread(100, 200, 1e12, seed=4),
+], ids=["rank20-exact", "rank50-noise", "spread1e12"])
+def test_cupy_refinement_of_small_values_meets_the_bar(w):
+    ref = scipy.linalg.svdvals(w)
+    gpu = spectra.singular_values(cp.asarray(w), cp).get()
+    assert np.max(np.abs(gpu - ref)) <= 1e-9 * ref[0]
+
+
+@pytest.mark.parametrize("route", spectra.EIGH_ROUTES)
+def test_every_cupy_eigensolver_route_matches_numpy(route):
+    if route == "torch":
+        pytest.importorskip("torch")
+    w = np.stack([matrix_with_spread(256, 512, 1e5, seed=s) for s in range(5)])
+    gram = w @ np.swapaxes(w, -1, -2)
+    ref = np.linalg.eigvalsh(gram)
+    lam = spectra.eigvalsh(cp.asarray(gram), cp, route)
+    assert isinstance(lam, cp.ndarray)
+    assert np.max(np.abs(lam.get() - ref)) <= 1e-12 * ref.max()
+
+
+def test_cupy_chunked_matches_one_batch():
+    w = cp.asarray(np.random.default_rng(6).standard_normal((7, 64, 48)))
+    per_matrix = 8 * (64 * 48 + 3 * 48 * 48)
+    whole = spectra.singular_values(w, cp)
+    chunked = spectra.singular_values_chunked(w, cp, budget_bytes=2 * per_matrix)
+    assert np.max(np.abs(whole - chunked).get()) <= 1e-12 * float(whole.max())
+
+
+def test_cupy_baselines_are_drawn_on_the_device_and_fit_the_entries():
+    w = np.random.default_rng(4).logistic(0.01, 0.05, size=(512, 1024))
+    gpu = spectra.with_baselines(cp.asarray(w), seed=0, xp=cp)
+    cpu = spectra.with_baselines(w, seed=0)
+    # The weights' own spectrum and the fits are the same computation on either module.
+    assert np.max(np.abs(gpu["sv"] - cpu["sv"])) <= 1e-9 * cpu["sv"][0]
+    for key in ("gaussian_loc", "gaussian_scale", "logistic_loc", "logistic_scale"):
+        assert gpu[key] == pytest.approx(cpu[key], rel=1e-9, abs=1e-15)
+    # CuPy's generator draws other samples of the same law: their spectra are close in law.
+    for kind in spectra.BASELINES:
+        assert scipy.stats.ks_2samp(gpu[kind], cpu[kind]).statistic < 0.1, kind
+    shuffled = spectra.sample_baseline("shuffled", {}, w.shape, 3, cp.asarray(w), cp)
+    assert np.array_equal(np.sort(shuffled.get().ravel()), np.sort(w.ravel()))
+    assert not np.array_equal(shuffled.get(), w)
+    logistic = spectra.sample_baseline("logistic", {"loc": 0.01, "scale": 0.05}, (2000, 2000), 1, xp=cp)
+    assert float(logistic.mean()) == pytest.approx(0.01, abs=1e-3)
+    assert float(logistic.std()) == pytest.approx(0.05 * np.pi / np.sqrt(3), rel=1e-2)
