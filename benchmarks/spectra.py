@@ -169,6 +169,15 @@ def gpu(args):
     report["sweep"] = {"steps": steps, "matrices": steps * 128, "s": took, "min_for_154": took * 154 / steps / 60}
     print(f"sweep: {steps} steps x 16 blocks x 4 roles x (weights + baseline) = {steps * 128} matrices "
           f"in {took:.1f} s; 154 steps would take {took * 154 / steps / 60:.1f} min")
+
+    # 4. What compute.spectra does per matrix: the weights + Gaussian, logistic and shuffled
+    # baselines drawn on the device (the logistic fit runs on the host, on 1e6 entries).
+    report["with_baselines"] = {}
+    for role, (m, n) in shapes.items():
+        dev = cp.asarray(matrix((m, n), "heavy", seed=1).astype(np.float32))
+        t, _ = best_time(lambda: (spectra.with_baselines(dev, 0, xp), sync()), 1)
+        report["with_baselines"][role] = t
+        print(f"with_baselines {role:9s} {m:>5d}x{n:<5d}: {t:.2f} s", flush=True)
     print(f"GPU part took {time.perf_counter() - t0:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
