@@ -13,7 +13,9 @@ The GPU part first times each eigensolver route (spectra.EIGH_ROUTES) and uses t
 """
 
 import argparse
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.stats
@@ -106,8 +108,8 @@ def gpu(args):
     del w
     ref = np.linalg.eigvalsh(gram[0].get())
     print(f"eigensolver routes, {b} Gram matrices {k}x{k}: ms per matrix; err = max|dlam| / lam_max vs LAPACK")
-    for route, workers in [("batched", 0), ("loop", 0), ("threads", 2), ("threads", 4), ("threads", 8), ("torch", 0)]:
-        name = f"{route}-{workers}" if workers else route
+
+    def route_time(name, route, workers=0, repeats=args.repeats):
         try:
             if workers:
                 spectra.EIGH_THREADS["cupy"] = workers
@@ -115,21 +117,42 @@ def gpu(args):
             if t_warm / 2 > 1.0:  # too slow to time on the whole batch: the warm-up is the number
                 per, lam = t_warm / 2, spectra.eigvalsh(gram[:1], xp, route)
             else:
-                t, lam = best_time(lambda: (spectra.eigvalsh(gram, xp, route), sync())[0], args.repeats)
+                t, lam = best_time(lambda: (spectra.eigvalsh(gram, xp, route), sync())[0], repeats)
                 per = t / b
             err = float(np.max(np.abs(lam[0].get() - ref)) / ref[-1])
             report["routes"][name] = {"ms": per * 1e3, "err": err}
-            print(f"  {name:10s} {per * 1e3:9.1f} {err:9.1e}", flush=True)
+            print(f"  {name:16s} {per * 1e3:9.1f} {err:9.1e}", flush=True)
         except Exception as e:  # a route that fails here is reported, not fatal
-            print(f"  {name:10s} failed: {e!r}"[:300], flush=True)
+            print(f"  {name:16s} failed: {e!r}"[:300], flush=True)
+
+    for route, workers in [("batched", 0), ("loop", 0), ("threads", 2), ("threads", 4), ("threads", 8),
+                           ("threads", 16), ("torch", 0)]:
+        route_time(f"{route}-{workers}" if workers else route, route, workers)
+    gpu_best = min((r for r in report["routes"] if r.startswith("threads") or r == "loop"),
+                   key=lambda r: report["routes"][r]["ms"])
+    if gpu_best.startswith("threads"):
+        spectra.EIGH_THREADS["cupy"] = int(gpu_best.split("-")[1])
+    # The host's throughput with one BLAS thread per core, then the share that makes both finish together.
+    host = gram.get()
+    cores = os.cpu_count() or 1
+    spectra.eigvalsh(host[:2], np, "threads")
+    spectra.EIGH_THREADS["numpy"] = cores
+    t_host, _ = best_time(lambda: spectra.eigvalsh(host, np, "threads"), 1)
+    host_ms, gpu_ms = t_host / b * 1e3, report["routes"][gpu_best]["ms"]
+    share = gpu_ms / (gpu_ms + host_ms)
+    report["host"] = {"cores": cores, "ms": host_ms, "share": share}
+    print(f"  host, {cores} threads {host_ms:9.1f}  -> hybrid host share {share:.2f}")
+    for sh in sorted({round(share, 2), round(share - 0.1, 2), round(share + 0.1, 2)}):
+        spectra.EIGH_HOST_SHARE = sh
+        route_time(f"hybrid-{sh:.2f}", "hybrid")
     best = min(report["routes"], key=lambda r: report["routes"][r]["ms"])
-    route, _, workers = best.partition("-")
+    route = best.split("-")[0]
     spectra.EIGH_ROUTE["cupy"] = route
-    if workers:
-        spectra.EIGH_THREADS["cupy"] = int(workers)
+    if route == "hybrid":
+        spectra.EIGH_HOST_SHARE = float(best.split("-")[1])
     report["route"] = best
-    print(f"route used below: {best}")
-    del gram
+    print(f"route used below: {best} (device part: {gpu_best})")
+    del gram, host
 
     # 2. Ours vs torch.linalg.svdvals (float64, same GPU), per pythia-1b role.
     print(f"{'role':9s} {'shape':>11s} {'batch':>5s} {'ours s':>8s} {'torch s':>8s} {'ratio':>6s} {'err/σmax':>9s}")
@@ -152,23 +175,44 @@ def gpu(args):
     print(f"total: ours {tot['ours_s']:.2f} s, torch {tot['torch_s']:.2f} s, ratio {tot['torch_s'] / tot['ours_s']:.1f}")
 
     # 3. The full sweep shape: per step and role, 16 blocks (fp16 in host memory, as read from
-    # checkpoints) + one sampled Gaussian baseline each, through the memory-budget chunker.
+    # checkpoints) + one sampled Gaussian baseline each, through the memory-budget chunker;
+    # copies to the device either inline or prefetched (the next stack copied while this one is solved).
     steps = args.sweep_steps
     host = {role: np.stack([matrix(shp, "random", seed=s).astype(np.float16) for s in range(16)])
             for role, shp in shapes.items()}
-    sync()
-    t = time.perf_counter()
-    for step in range(steps):
-        for role, stack in host.items():
-            w = cp.asarray(stack).astype(cp.float64)
-            std = w.std(axis=(1, 2), keepdims=True)
-            base = cp.random.default_rng(step).standard_normal(w.shape) * std
-            spectra.singular_values_chunked(cp.concatenate([w, base]), xp)
-    sync()
-    took = time.perf_counter() - t
-    report["sweep"] = {"steps": steps, "matrices": steps * 128, "s": took, "min_for_154": took * 154 / steps / 60}
-    print(f"sweep: {steps} steps x 16 blocks x 4 roles x (weights + baseline) = {steps * 128} matrices "
-          f"in {took:.1f} s; 154 steps would take {took * 154 / steps / 60:.1f} min")
+    items = [(step, role) for step in range(steps) for role in host]
+
+    def solve(step, w16):
+        w = w16.astype(cp.float64)
+        base = cp.random.default_rng(step).standard_normal(w.shape) * w.std(axis=(1, 2), keepdims=True)
+        spectra.singular_values_chunked(cp.concatenate([w, base]), xp)
+
+    def copy(item):
+        with cp.cuda.Stream(non_blocking=True) as stream:
+            out = cp.asarray(host[item[1]])
+            stream.synchronize()
+        return out
+
+    report["sweep"] = {}
+    for mode in ("inline", "prefetched"):
+        sync()
+        t = time.perf_counter()
+        if mode == "inline":
+            for step, role in items:
+                solve(step, cp.asarray(host[role]))
+        else:
+            with ThreadPoolExecutor(1) as pool:
+                nxt = pool.submit(copy, items[0])
+                for i, (step, role) in enumerate(items):
+                    w16 = nxt.result()
+                    if i + 1 < len(items):
+                        nxt = pool.submit(copy, items[i + 1])
+                    solve(step, w16)
+        sync()
+        took = time.perf_counter() - t
+        report["sweep"][mode] = {"steps": steps, "matrices": steps * 128, "s": took, "min_for_154": took * 154 / steps / 60}
+        print(f"sweep ({mode} copies): {steps} steps x 16 blocks x 4 roles x (weights + baseline) = {steps * 128} "
+              f"matrices in {took:.1f} s; 154 steps would take {took * 154 / steps / 60:.1f} min", flush=True)
 
     # 4. What compute.spectra does per matrix: the weights + Gaussian, logistic and shuffled
     # baselines drawn on the device (the logistic fit runs on the host, on 1e6 entries).
@@ -191,7 +235,7 @@ def main():
     p.add_argument("--no-weightwatcher", dest="weightwatcher", action="store_false")
     p.add_argument("--gpu-only", action="store_true")
     p.add_argument("--sweep-steps", type=int, default=154, help="GPU sweep: steps to time (154 = all of pythia-1b)")
-    p.add_argument("--route-batch", type=int, default=8, help="GPU: Gram matrices per eigensolver route")
+    p.add_argument("--route-batch", type=int, default=16, help="GPU: Gram matrices per eigensolver route")
     p.add_argument("--torch-batch", type=int, default=4, help="GPU: matrices per role against torch")
     p.add_argument("--gpu-scale", type=float, default=1.0, help="shrink every side by this factor (GPU part)")
     p.add_argument("--json", help="also write the GPU numbers here")
