@@ -6,7 +6,6 @@ not an option: squaring the spread of singular values loses every value below
 ~sqrt(eps32) * sigma_max ~ 3e-4 * sigma_max.
 """
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -21,18 +20,16 @@ REFINE_BELOW = 1e-4  # relative to sigma_max; see _refine_small
 # each): "batched" one stacked call; "loop" one call per matrix; "threads" one call per
 # matrix from EIGH_THREADS threads (NumPy: one BLAS thread each; CuPy: one CUDA stream each,
 # since one n=2048 solve leaves most of the GPU idle); "torch" torch.linalg.eigvalsh via DLPack.
-# "hybrid" (for CuPy) sends a share EIGH_HOST_SHARE of each batch to EIGH_HOST_THREADS host
-# threads (one BLAS thread each) while the GPU's streams solve the rest: a GPU's n=2048 solve
-# is a chain of small, latency-bound kernels, and a many-core host keeps pace with it.
+# "threads-torch": the threads route calling torch.linalg.eigvalsh on its own torch stream.
 # NumPy, 2 cores, n=2048: batched 0.335 s a matrix, threads 0.31-0.34 (the tridiagonal
 # reduction is memory-bound: two threads share the bandwidth), torch 0.95.
 # H200 (CuPy 14.2, CUDA 13), n=2048: batched 114 ms a matrix (CuPy's batched call is Jacobi,
-# syevj), loop 24.6 (syevd), threads-4 22.3, torch 24.8.
-EIGH_ROUTES = ("batched", "loop", "threads", "torch", "hybrid")
+# syevj), loop 24.6 (syevd), threads-4..16 22.1-22.5, torch 24.6. Sending a share of each
+# batch to the host's 16 cores (one BLAS thread each) was slower: 57-61 ms a matrix, since
+# one host solve takes ~1.8 s and the batch waits for it.
+EIGH_ROUTES = ("batched", "loop", "threads", "threads-torch", "torch")
 EIGH_ROUTE = {"numpy": "batched", "cupy": "threads"}
-EIGH_THREADS = {"numpy": 2, "cupy": 4}
-EIGH_HOST_SHARE = 0.5
-EIGH_HOST_THREADS = None  # None: every core
+EIGH_THREADS = {"numpy": 2, "cupy": 8}
 
 
 def singular_values(w, xp=np, refine: bool = True):
@@ -63,8 +60,8 @@ def eigvalsh(gram, xp=np, route: str | None = None):
         return xp.stack([xp.linalg.eigvalsh(g) for g in gram])
     if route == "threads":
         return _eigvalsh_threads(gram, xp, EIGH_THREADS[kind])
-    if route == "hybrid":
-        return _eigvalsh_hybrid(gram, xp, EIGH_HOST_SHARE, EIGH_HOST_THREADS or os.cpu_count() or 1)
+    if route == "threads-torch":
+        return _eigvalsh_threads_torch(gram, xp, EIGH_THREADS[kind])
     if route == "torch":
         import torch
 
@@ -84,9 +81,11 @@ def _eigvalsh_threads(gram, xp, workers: int):
             list(pool.map(one, range(len(gram))))
         return out
 
+    ready = xp.cuda.get_current_stream().record()  # the Gram product, on whichever stream made it
+
     def one(i):
-        # A blocking stream waits for the default stream's Gram product before it starts.
-        stream = xp.cuda.Stream(non_blocking=False)
+        stream = xp.cuda.Stream(non_blocking=True)
+        stream.wait_event(ready)
         with stream:
             out[i] = xp.linalg.eigvalsh(gram[i])
         stream.synchronize()
@@ -96,16 +95,26 @@ def _eigvalsh_threads(gram, xp, workers: int):
     return out
 
 
-def _eigvalsh_hybrid(gram, xp, share: float, host_threads: int):
-    """The last round(share * b) matrices on host threads, the others by the threads route."""
-    b = len(gram)
-    h = min(b, max(0, round(share * b)))
-    host = to_numpy(gram[b - h :])  # copied before the device part starts
-    with ThreadPoolExecutor(1) as pool:
-        done = pool.submit(_eigvalsh_threads, host, np, host_threads) if h else None
-        dev = _eigvalsh_threads(gram[: b - h], xp, EIGH_THREADS["numpy" if xp is np else "cupy"]) if h < b else None
-        parts = [p for p in (dev, None if done is None else xp.asarray(done.result())) if p is not None]
-    return xp.concatenate(parts)
+def _eigvalsh_threads_torch(gram, xp, workers: int):
+    import torch
+
+    tg = torch.from_dlpack(xp.ascontiguousarray(gram))  # shares memory; ordered after gram's producer
+    out = torch.empty(tg.shape[:2], dtype=tg.dtype, device=tg.device)
+    ready = torch.cuda.current_stream() if tg.is_cuda else None
+
+    def one(i):
+        if ready is None:
+            out[i] = torch.linalg.eigvalsh(tg[i])
+            return
+        stream = torch.cuda.Stream(device=tg.device)
+        stream.wait_stream(ready)
+        with torch.cuda.stream(stream):
+            out[i] = torch.linalg.eigvalsh(tg[i])
+        stream.synchronize()
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(len(tg))))
+    return xp.from_dlpack(out)
 
 
 def singular_values_chunked(w, xp=np, budget_bytes: int | None = None):

@@ -13,7 +13,6 @@ The GPU part first times each eigensolver route (spectra.EIGH_ROUTES) and uses t
 """
 
 import argparse
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -128,31 +127,17 @@ def gpu(args):
     for route, workers in [("batched", 0), ("loop", 0), ("threads", 2), ("threads", 4), ("threads", 8),
                            ("threads", 16), ("torch", 0)]:
         route_time(f"{route}-{workers}" if workers else route, route, workers)
-    gpu_best = min((r for r in report["routes"] if r.startswith("threads") or r == "loop"),
-                   key=lambda r: report["routes"][r]["ms"])
-    if gpu_best.startswith("threads"):
-        spectra.EIGH_THREADS["cupy"] = int(gpu_best.split("-")[1])
-    # The host's throughput with one BLAS thread per core, then the share that makes both finish together.
-    host = gram.get()
-    cores = os.cpu_count() or 1
-    spectra.eigvalsh(host[:2], np, "threads")
-    spectra.EIGH_THREADS["numpy"] = cores
-    t_host, _ = best_time(lambda: spectra.eigvalsh(host, np, "threads"), 1)
-    host_ms, gpu_ms = t_host / b * 1e3, report["routes"][gpu_best]["ms"]
-    share = gpu_ms / (gpu_ms + host_ms)
-    report["host"] = {"cores": cores, "ms": host_ms, "share": share}
-    print(f"  host, {cores} threads {host_ms:9.1f}  -> hybrid host share {share:.2f}")
-    for sh in sorted({round(share, 2), round(share - 0.1, 2), round(share + 0.1, 2)}):
-        spectra.EIGH_HOST_SHARE = sh
-        route_time(f"hybrid-{sh:.2f}", "hybrid")
+    for workers in (4, 8, 16):
+        spectra.EIGH_THREADS["cupy"] = workers
+        route_time(f"threads-torch-{workers}", "threads-torch", workers)
     best = min(report["routes"], key=lambda r: report["routes"][r]["ms"])
-    route = best.split("-")[0]
+    route, _, workers = best.rpartition("-") if best[-1].isdigit() else (best, "", "")
     spectra.EIGH_ROUTE["cupy"] = route
-    if route == "hybrid":
-        spectra.EIGH_HOST_SHARE = float(best.split("-")[1])
+    if workers:
+        spectra.EIGH_THREADS["cupy"] = int(workers)
     report["route"] = best
-    print(f"route used below: {best} (device part: {gpu_best})")
-    del gram, host
+    print(f"route used below: {best}")
+    del gram
 
     # 2. Ours vs torch.linalg.svdvals (float64, same GPU), per pythia-1b role.
     print(f"{'role':9s} {'shape':>11s} {'batch':>5s} {'ours s':>8s} {'torch s':>8s} {'ratio':>6s} {'err/σmax':>9s}")
@@ -194,13 +179,13 @@ def gpu(args):
         return out
 
     report["sweep"] = {}
-    for mode in ("inline", "prefetched"):
+    for mode in ("inline copies", "prefetched", "prefetched, 2 solvers"):
         sync()
         t = time.perf_counter()
-        if mode == "inline":
+        if mode == "inline copies":
             for step, role in items:
                 solve(step, cp.asarray(host[role]))
-        else:
+        elif mode == "prefetched":
             with ThreadPoolExecutor(1) as pool:
                 nxt = pool.submit(copy, items[0])
                 for i, (step, role) in enumerate(items):
@@ -208,10 +193,18 @@ def gpu(args):
                     if i + 1 < len(items):
                         nxt = pool.submit(copy, items[i + 1])
                     solve(step, w16)
+        else:  # two role-steps in flight, each on its own stream: one's Gram overlaps the other's solves
+            def work(item):
+                with cp.cuda.Stream(non_blocking=False) as stream:
+                    solve(item[0], copy(item))
+                    stream.synchronize()
+
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(work, items))
         sync()
         took = time.perf_counter() - t
         report["sweep"][mode] = {"steps": steps, "matrices": steps * 128, "s": took, "min_for_154": took * 154 / steps / 60}
-        print(f"sweep ({mode} copies): {steps} steps x 16 blocks x 4 roles x (weights + baseline) = {steps * 128} "
+        print(f"sweep ({mode}): {steps} steps x 16 blocks x 4 roles x (weights + baseline) = {steps * 128} "
               f"matrices in {took:.1f} s; 154 steps would take {took * 154 / steps / 60:.1f} min", flush=True)
 
     # 4. What compute.spectra does per matrix: the weights + Gaussian, logistic and shuffled
