@@ -20,14 +20,14 @@ REFINE_BELOW = 1e-4  # relative to sigma_max; see _refine_small
 # each): "batched" one stacked call; "loop" one call per matrix; "threads" one call per
 # matrix from EIGH_THREADS threads (NumPy: one BLAS thread each; CuPy: one CUDA stream each,
 # since one n=2048 solve leaves most of the GPU idle); "torch" torch.linalg.eigvalsh via DLPack.
-# "threads-torch": the threads route calling torch.linalg.eigvalsh on its own torch stream.
 # NumPy, 2 cores, n=2048: batched 0.335 s a matrix, threads 0.31-0.34 (the tridiagonal
 # reduction is memory-bound: two threads share the bandwidth), torch 0.95.
 # H200 (CuPy 14.2, CUDA 13), n=2048: batched 114 ms a matrix (CuPy's batched call is Jacobi,
-# syevj), loop 24.6 (syevd), threads-4..16 22.1-22.5, torch 24.6. Sending a share of each
-# batch to the host's 16 cores (one BLAS thread each) was slower: 57-61 ms a matrix, since
-# one host solve takes ~1.8 s and the batch waits for it.
-EIGH_ROUTES = ("batched", "loop", "threads", "threads-torch", "torch")
+# syevj), loop 24.5 (syevd), threads-4..16 22.1-22.5, torch 24.6, torch from 4-16 threads on
+# their own streams 21.7-22.0 (not kept: torch's lazy cuSOLVER set-up is not thread-safe on
+# first use). Sending a share of each batch to the host's 16 cores (one BLAS thread each) was
+# slower: 57-61 ms a matrix, since one host solve takes ~1.8 s and the batch waits for it.
+EIGH_ROUTES = ("batched", "loop", "threads", "torch")
 EIGH_ROUTE = {"numpy": "batched", "cupy": "threads"}
 EIGH_THREADS = {"numpy": 2, "cupy": 8}
 
@@ -60,8 +60,6 @@ def eigvalsh(gram, xp=np, route: str | None = None):
         return xp.stack([xp.linalg.eigvalsh(g) for g in gram])
     if route == "threads":
         return _eigvalsh_threads(gram, xp, EIGH_THREADS[kind])
-    if route == "threads-torch":
-        return _eigvalsh_threads_torch(gram, xp, EIGH_THREADS[kind])
     if route == "torch":
         import torch
 
@@ -93,28 +91,6 @@ def _eigvalsh_threads(gram, xp, workers: int):
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, range(len(gram))))
     return out
-
-
-def _eigvalsh_threads_torch(gram, xp, workers: int):
-    import torch
-
-    tg = torch.from_dlpack(xp.ascontiguousarray(gram))  # shares memory; ordered after gram's producer
-    out = torch.empty(tg.shape[:2], dtype=tg.dtype, device=tg.device)
-    ready = torch.cuda.current_stream() if tg.is_cuda else None
-
-    def one(i):
-        if ready is None:
-            out[i] = torch.linalg.eigvalsh(tg[i])
-            return
-        stream = torch.cuda.Stream(device=tg.device)
-        stream.wait_stream(ready)
-        with torch.cuda.stream(stream):
-            out[i] = torch.linalg.eigvalsh(tg[i])
-        stream.synchronize()
-
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(one, range(len(tg))))
-    return xp.from_dlpack(out)
 
 
 def singular_values_chunked(w, xp=np, budget_bytes: int | None = None):
@@ -191,11 +167,13 @@ def fit_gaussian(w) -> dict:
     return {"loc": float(w.mean()), "scale": float(w.std())}
 
 
-def fit_logistic(w, max_entries: int = 1_000_000, seed: int = 0) -> dict:
+def fit_logistic(w, max_entries: int = 200_000, seed: int = 0) -> dict:
     """Maximum-likelihood logistic fit (scipy.stats) on at most `max_entries` entries of w
     (NumPy or CuPy: the subsample is picked by index, so only it leaves the device)."""
     x = w.ravel()
-    if x.size > max_entries:  # the fit is an optimisation; a large random subsample is enough
+    # The fit is an optimisation; a random subsample is enough (scale to ~0.2% at 2e5), and
+    # below 1/50 of the entries NumPy draws it without permuting them all (16M: 5 ms, not 360).
+    if x.size > max_entries:
         idx = np.random.default_rng(seed).choice(x.size, max_entries, replace=False)
         x = x[idx] if isinstance(x, np.ndarray) else x[_like(x, idx)]
     loc, scale = scipy.stats.logistic.fit(to_numpy(x).astype(np.float64))

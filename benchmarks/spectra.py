@@ -127,9 +127,6 @@ def gpu(args):
     for route, workers in [("batched", 0), ("loop", 0), ("threads", 2), ("threads", 4), ("threads", 8),
                            ("threads", 16), ("torch", 0)]:
         route_time(f"{route}-{workers}" if workers else route, route, workers)
-    for workers in (4, 8, 16):
-        spectra.EIGH_THREADS["cupy"] = workers
-        route_time(f"threads-torch-{workers}", "threads-torch", workers)
     best = min(report["routes"], key=lambda r: report["routes"][r]["ms"])
     route, _, workers = best.rpartition("-") if best[-1].isdigit() else (best, "", "")
     spectra.EIGH_ROUTE["cupy"] = route
@@ -208,7 +205,7 @@ def gpu(args):
               f"matrices in {took:.1f} s; 154 steps would take {took * 154 / steps / 60:.1f} min", flush=True)
 
     # 4. What compute.spectra does per matrix: the weights + Gaussian, logistic and shuffled
-    # baselines drawn on the device (the logistic fit runs on the host, on 1e6 entries).
+    # baselines drawn on the device (the logistic fit runs on the host, on 2e5 entries).
     report["with_baselines"] = {}
     for role, (m, n) in shapes.items():
         dev = cp.asarray(matrix((m, n), "heavy", seed=1).astype(np.float32))
