@@ -54,3 +54,33 @@ def test_sampled_baselines_approach_marchenko_pastur_as_the_matrix_grows(kind):
         distances.append(scipy.stats.kstest(sv, lambda s: spectra.mp_cdf(s, m, n, 1.0)).statistic)
     assert distances[0] > distances[1] > distances[2]
     assert distances[2] < 0.03
+
+
+def _powerlaw_search(x):
+    import contextlib
+    import io
+    import warnings
+
+    import powerlaw
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return powerlaw.Fit(x, verbose=False).xmin
+
+
+def test_ks_optimal_xmin_is_the_one_powerlaw_picks():
+    """Our one-pass search must pick exactly the xmin of powerlaw 1.5's own per-candidate search,
+    on light and heavy tails and on data with repeated values."""
+    rng = np.random.default_rng(0)
+    cases = [spectra.singular_values(rng.normal(0, 0.02, (120, 300))) ** 2,
+             spectra.singular_values(rng.standard_t(3, (200, 200)) * 0.01) ** 2,
+             spectra.singular_values(rng.standard_t(2.5, (64, 320))) ** 2,
+             rng.pareto(2.0, 400) + 1,
+             np.round(rng.pareto(1.5, 500) + 1, 1)]  # many ties
+    for x in cases:
+        assert shape.ks_optimal_xmin(x) == _powerlaw_search(x)
+
+
+def test_ks_optimal_xmin_needs_two_distinct_values():
+    assert np.isnan(shape.ks_optimal_xmin(np.ones(10)))
+    assert np.isnan(shape.powerlaw_alpha(np.ones(10))["alpha"])
