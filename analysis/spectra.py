@@ -14,7 +14,7 @@ import scipy.stats
 from .backend import to_numpy
 
 
-REFINE_BELOW = 1e-4  # relative to sigma_max; see _refine_small
+REFINE_BELOW = 1e-6  # relative to sigma_max; see _refine_small
 
 # How a stack of Gram matrices goes through the eigensolver (benchmarks/spectra.py measures
 # each): "batched" one stacked call; "loop" one call per matrix; "threads" one call per
@@ -110,10 +110,13 @@ def singular_values_chunked(w, xp=np, budget_bytes: int | None = None):
 def _refine_small(w, gram, sv, xp):
     """Recompute singular values below REFINE_BELOW * sigma_max without squaring them.
 
-    The Gram route's eigenvalues carry an absolute error of ~eps * sigma_max^2 times a
-    modest factor, so a singular value sigma is off by ~eps * sigma_max^2 / sigma: well
-    inside the 1e-9 * sigma_max bar above 1e-4 sigma_max, useless near zero (~1e-8 sigma_max
-    for a rank-deficient matrix). For the c values below, find the Gram matrix's small
+    The Gram route's eigenvalues carry an absolute error of c * eps * sigma_max^2, so a
+    singular value sigma is off by ~c * eps * sigma_max^2 / sigma. Measured for the small
+    values: c <= 0.08 (spreads 1e6-1e12, n <= 500), ~0.03 (2048 x 2048 Gaussian and t(3)),
+    so above 1e-6 sigma_max the error stays below ~2e-11 sigma_max, 50x inside the 1e-9 bar
+    (a test checks values just above the cut); near zero it is useless (~1e-8 sigma_max for a
+    rank-deficient matrix). The cut was 1e-4 before: a square Gaussian matrix of side 2048
+    then took this path 4 times in 10 (its smallest value is ~1e-4 sigma_max), now ~1 in 250. For the c values below, find the Gram matrix's small
     eigenspace by subspace iteration with (gram + s I)^-1 (one Cholesky factorisation; large
     directions shrink by ~s / lambda per pass), project w onto it, b = w v: (max side, c + p),
     and take b's singular values directly: b's entries are small, so their rounding error is

@@ -134,3 +134,12 @@ def test_logistic_fit_subsamples_by_index_as_choice_does():
 
     loc, scale = scipy.stats.logistic.fit(sub)
     assert spectra.fit_logistic(w, max_entries=10_000, seed=5) == {"loc": loc, "scale": scale}
+
+
+@pytest.mark.parametrize("shape", [(300, 600), (512, 512)])
+def test_values_just_above_the_refinement_cut_meet_the_bar_unrefined(shape):
+    """Nothing above REFINE_BELOW * sigma_max is refined, so the Gram route alone must meet the bar there."""
+    w = matrix_with_spread(*shape, 0.99 / spectra.REFINE_BELOW, seed=8)
+    ref = scipy.linalg.svdvals(w)
+    assert ref[-1] > spectra.REFINE_BELOW * ref[0]
+    assert np.max(np.abs(spectra.singular_values(w, refine=False) - ref)) <= 1e-9 * ref[0]
