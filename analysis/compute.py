@@ -21,7 +21,7 @@ from . import residual, shape
 from .architectures import tensor_names
 from .backend import array_module
 from .checkpoints import Checkpoint, CheckpointError, formats, open_runs, select_steps
-from .spectra import BASELINES, with_baselines
+from .spectra import BASELINES, with_baselines, with_baselines_batch
 from .store import Store, key_digest
 
 SPECTRUM_VERSION = 3  # bump when what `spectrum` computes changes (3: baselines drawn on the device)
@@ -38,11 +38,13 @@ def spectrum_key(ckpt: Checkpoint, role: str, block: int, seed: int) -> dict:
             "tensor": ckpt.tensor_name(role, block), "seed": seed}
 
 
-def spectrum_record(w: np.ndarray, seed: int, xp=np) -> dict:
-    """What is cached per matrix w: (out, in): its spectrum, the baselines' and entry statistics."""
-    w = w.astype(np.float64)
-    out = with_baselines(w, seed, xp)
-    out.update(kurtosis=shape.excess_kurtosis(w), std=float(w.std()), rows=w.shape[0], cols=w.shape[1])
+def spectrum_records(ws, seed: int, xp=np) -> list[dict]:
+    """What is cached per matrix of ws: (b, out, in), same-shape matrices (NumPy): each one's
+    spectrum, its baselines' and its entry statistics, computed on `xp`."""
+    out = with_baselines_batch(ws, seed, xp)
+    for w, rec in zip(ws, out):
+        wd = xp.asarray(w, dtype=xp.float64)
+        rec.update(kurtosis=shape.excess_kurtosis(wd), std=float(wd.std()), rows=w.shape[0], cols=w.shape[1])
     return out
 
 
@@ -61,7 +63,8 @@ def prefetched(load, items):
 def spectra(cfg: dict, progress: bool = True, blocks=None, steps=None) -> list[dict]:
     """Records {run, step, block, role, sv, gaussian, logistic, shuffled, fits, ..., key} for
     the configured runs and roles, in run, step, block, role order. Missing ones are computed
-    (reading the next matrix while computing the current) and cached.
+    a (run, step, role) batch at a time (reading the next batch while computing this one) and
+    cached one record per matrix.
 
     blocks: None (the configured block), "all", or a list; steps: None (the configured
     steps), "last", or a list."""
@@ -91,13 +94,19 @@ def spectra(cfg: dict, progress: bool = True, blocks=None, steps=None) -> list[d
                     jobs.append({"run": run.name, "step": step, "block": block, "role": role, "ckpt": ckpt,
                                  "key": spectrum_key(ckpt, role, block, cfg["seed"])})
     missing = [j for j in jobs if not store.has(j["key"])]
-    load = lambda j: j["ckpt"].matrix(j["role"], j["block"])  # noqa: E731
+    # One batch per (run, step, role): the blocks of a role share a shape, so they and their
+    # baselines go through the eigensolver together (what makes a GPU pay off).
+    groups = {}
+    for j in missing:
+        groups.setdefault((j["run"], j["step"], j["role"]), []).append(j)
+    load = lambda g: np.stack([j["ckpt"].matrix(j["role"], j["block"]) for j in g])  # noqa: E731
     bar = tqdm(total=len(missing), desc="spectra", unit="matrix", disable=not progress or not missing)
     moved = formats.bytes_read()
-    for job, w in prefetched(load, missing):
-        store.put(job["key"], spectrum_record(w, cfg["seed"], xp))
+    for group, ws in prefetched(load, list(groups.values())):
+        for job, record in zip(group, spectrum_records(ws, cfg["seed"], xp)):
+            store.put(job["key"], record)
         bar.set_postfix_str(f"{(formats.bytes_read() - moved) / 1e6:.1f} MB read", refresh=False)
-        bar.update()
+        bar.update(len(group))
     bar.close()
     return [{**{k: j[k] for k in ("run", "step", "block", "role")}, **store.get(j["key"]), "key": key_digest(j["key"])}
             for j in jobs]

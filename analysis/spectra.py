@@ -136,7 +136,8 @@ def _refine_small(w, gram, sv, xp):
         width = min(k, 2 * c + 8)
         shift = (REFINE_BELOW * float(sv[i, 0])) ** 2 / 10
         chol = xp.linalg.cholesky(gram[i] + shift * xp.eye(k))  # lower: gram + s I = L L^T
-        x = xp.asarray(np.random.default_rng(i).standard_normal((k, width)))
+        # Seeded the same for every matrix, so a result does not depend on its batch.
+        x = xp.asarray(np.random.default_rng(0).standard_normal((k, width)))
         for _ in range(3):
             x = _solve_lower_t(chol, _solve_lower(chol, x, xp), xp)  # (gram + s I)^-1 x
             x, _ = xp.linalg.qr(x)
@@ -217,13 +218,31 @@ def with_baselines(w, seed: int, xp=np) -> dict:
     and a logistic matrix of the same shape fitted to w's entries, and of w shuffled, all
     sampled on `xp`'s device (one batched solve). -> {sv, gaussian, logistic, shuffled,
     gaussian_loc, ...}; spectra on the host."""
-    w = xp.asarray(w, dtype=xp.float64)
-    fits = {"gaussian": fit_gaussian(w), "logistic": fit_logistic(w, seed=seed)}
-    samples = [sample_baseline(k, fits.get(k, {}), w.shape, seed, w, xp) for k in BASELINES]
-    sv = to_numpy(singular_values(xp.stack([w, *samples]), xp))
-    out = {"sv": sv[0], **{k: sv[i + 1] for i, k in enumerate(BASELINES)}}
-    for kind, params in fits.items():
-        out.update({f"{kind}_{p}": v for p, v in params.items()})
+    return with_baselines_batch(xp.asarray(w)[None], seed, xp)[0]
+
+
+def with_baselines_batch(ws, seed: int, xp=np, budget_bytes: int | None = None) -> list[dict]:
+    """with_baselines for each of ws: (b, m, n) (NumPy or CuPy, any float dtype), solving as
+    many matrices and their baselines at once as `budget_bytes` (default: memory_budget)
+    holds. Each record is what with_baselines(ws[i], seed) returns, whatever the batch."""
+    from .backend import memory_budget
+
+    b, m, n = ws.shape
+    k = min(m, n)
+    per = (1 + len(BASELINES)) * 8 * (m * n + 3 * k * k)  # a matrix, its baselines, Grams, workspace
+    chunk = max(1, (memory_budget(xp) if budget_bytes is None else budget_bytes) // per)
+    out = []
+    for lo in range(0, b, chunk):
+        part = xp.asarray(ws[lo : lo + chunk], dtype=xp.float64)
+        fits = [{"gaussian": fit_gaussian(w), "logistic": fit_logistic(w, seed=seed)} for w in part]
+        stack = xp.stack([x for w, f in zip(part, fits)
+                          for x in (w, *(sample_baseline(kd, f.get(kd, {}), w.shape, seed, w, xp) for kd in BASELINES))])
+        sv = to_numpy(singular_values(stack, xp)).reshape(len(part), 1 + len(BASELINES), k)
+        for f, s in zip(fits, sv):
+            rec = {"sv": s[0], **{kd: s[i + 1] for i, kd in enumerate(BASELINES)}}
+            for kind, params in f.items():
+                rec.update({f"{kind}_{p}": v for p, v in params.items()})
+            out.append(rec)
     return out
 
 

@@ -84,3 +84,11 @@ def test_ks_optimal_xmin_is_the_one_powerlaw_picks():
 def test_ks_optimal_xmin_needs_two_distinct_values():
     assert np.isnan(shape.ks_optimal_xmin(np.ones(10)))
     assert np.isnan(shape.powerlaw_alpha(np.ones(10))["alpha"])
+
+
+def test_excess_kurtosis_is_scipys():
+    import scipy.stats
+
+    rng = np.random.default_rng(3)
+    for w in (rng.normal(size=(50, 80)), rng.logistic(size=(200, 100)), rng.standard_t(5, size=(30, 30)).astype(np.float32)):
+        assert shape.excess_kurtosis(w) == pytest.approx(scipy.stats.kurtosis(w.astype(np.float64).ravel()), rel=1e-10)

@@ -143,3 +143,19 @@ def test_values_just_above_the_refinement_cut_meet_the_bar_unrefined(shape):
     ref = scipy.linalg.svdvals(w)
     assert ref[-1] > spectra.REFINE_BELOW * ref[0]
     assert np.max(np.abs(spectra.singular_values(w, refine=False) - ref)) <= 1e-9 * ref[0]
+
+
+def test_a_batch_gives_each_matrix_what_it_gets_alone():
+    """compute.spectra solves a (step, role) batch at a time; records must not depend on that,
+    including the refinement path (the rank-deficient matrix) and budget-sized chunks."""
+    rng = np.random.default_rng(9)
+    ws = np.stack([rng.logistic(0, 0.02, (60, 90)), near_rank_deficient(60, 90, 10, 0.0, 1),
+                   rng.normal(0, 0.02, (60, 90))])
+    alone = [spectra.with_baselines(w, seed=4) for w in ws]
+    per = 4 * 8 * (60 * 90 + 3 * 60 * 60)
+    for budget in (None, 2 * per):  # one chunk; chunks of 2
+        batch = spectra.with_baselines_batch(ws, seed=4, budget_bytes=budget)
+        for a, b in zip(alone, batch):
+            assert a.keys() == b.keys()
+            for key in a:
+                assert np.array_equal(a[key], b[key]), key

@@ -84,3 +84,13 @@ def test_threaded_route_waits_for_a_gram_made_on_another_stream():
         gram = w @ cp.swapaxes(w, -1, -2)  # still running when the solves are queued
         lam = spectra.eigvalsh(gram, cp, "threads")
     assert np.max(np.abs(lam.get() - ref)) <= 1e-12 * ref.max()
+
+
+def test_cupy_batch_gives_each_matrix_what_it_gets_alone():
+    rng = np.random.default_rng(9)
+    ws = cp.asarray(np.stack([rng.logistic(0, 0.02, (256, 512)), near_rank_deficient(256, 512, 40, 0.0, 1)]))
+    alone = [spectra.with_baselines(w, seed=4, xp=cp) for w in ws]
+    batch = spectra.with_baselines_batch(ws, seed=4, xp=cp)
+    for a, b in zip(alone, batch):
+        for key in a:
+            assert np.allclose(a[key], b[key], rtol=0, atol=1e-12 * float(np.max(a["sv"]))), key
