@@ -19,7 +19,7 @@ from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 from . import audit as audit_mod
 from . import residual, shape
 from .architectures import tensor_names
-from .backend import array_module
+from .backend import array_module, memory_budget
 from .checkpoints import Checkpoint, CheckpointError, formats, open_runs, select_steps
 from .spectra import BASELINES, with_baselines, with_baselines_batch
 from .store import Store, key_digest
@@ -38,10 +38,11 @@ def spectrum_key(ckpt: Checkpoint, role: str, block: int, seed: int) -> dict:
             "tensor": ckpt.tensor_name(role, block), "seed": seed}
 
 
-def spectrum_records(ws, seed: int, xp=np) -> list[dict]:
+def spectrum_records(ws, seed: int, xp=np, budget_bytes: int | None = None) -> list[dict]:
     """What is cached per matrix of ws: (b, out, in), same-shape matrices (NumPy): each one's
-    spectrum, its baselines' and its entry statistics, computed on `xp`."""
-    out = with_baselines_batch(ws, seed, xp)
+    spectrum, its baselines' and its entry statistics, computed on `xp` in batches that fit
+    `budget_bytes`."""
+    out = with_baselines_batch(ws, seed, xp, budget_bytes)
     for w, rec in zip(ws, out):
         wd = xp.asarray(w, dtype=xp.float64)
         rec.update(kurtosis=shape.excess_kurtosis(wd), std=float(wd.std()), rows=w.shape[0], cols=w.shape[1])
@@ -102,8 +103,9 @@ def spectra(cfg: dict, progress: bool = True, blocks=None, steps=None) -> list[d
     load = lambda g: np.stack([j["ckpt"].matrix(j["role"], j["block"]) for j in g])  # noqa: E731
     bar = tqdm(total=len(missing), desc="spectra", unit="matrix", disable=not progress or not missing)
     moved = formats.bytes_read()
+    budget = memory_budget(xp, cfg["memory"]["device_fraction"], int(cfg["memory"]["host_gib"] * 2**30))
     for group, ws in prefetched(load, list(groups.values())):
-        for job, record in zip(group, spectrum_records(ws, cfg["seed"], xp)):
+        for job, record in zip(group, spectrum_records(ws, cfg["seed"], xp, budget)):
             store.put(job["key"], record)
         bar.set_postfix_str(f"{(formats.bytes_read() - moved) / 1e6:.1f} MB read", refresh=False)
         bar.update(len(group))

@@ -21,6 +21,10 @@ DEFAULTS = {
     "block": "middle",  # "middle" (n_layers // 2, as the study) or a block index
     "roles": list(ROLES),
     "backend": "auto",  # "auto" | "numpy" | "cupy"
+    "memory": {  # what one batch of matrices, baselines and Gram matrices may take
+        "device_fraction": 0.5,  # of the GPU's free memory (CuPy)
+        "host_gib": 4.0,  # of RAM (NumPy)
+    },
     "activation_steps": "auto",  # residual-stream histograms: "auto" (tiny: all; hub: 8 log-spaced) or a list
     "exclude_flagged": False,  # leave out steps the checkpoint audit flags (they are always warned about)
     "seed": 0,  # seeds the sampled baselines
@@ -111,6 +115,11 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"analysis.roles: unknown role(s) {bad}; expected some of {list(ROLES)}")
     if cfg["backend"] not in ("auto", "numpy", "cupy"):
         raise ConfigError(f"analysis.backend: expected auto, numpy or cupy, got {cfg['backend']!r}")
+    mem = cfg["memory"]
+    if not (isinstance(mem["device_fraction"], (int, float)) and 0 < mem["device_fraction"] <= 1):
+        raise ConfigError(f"analysis.memory.device_fraction: expected a number in (0, 1], got {mem['device_fraction']!r}")
+    if not (isinstance(mem["host_gib"], (int, float)) and mem["host_gib"] > 0):
+        raise ConfigError(f"analysis.memory.host_gib: expected a positive number, got {mem['host_gib']!r}")
     if cfg["suite"] not in ("tiny", "folder", "hub"):
         raise ConfigError(f"analysis.suite: expected tiny, folder or hub, got {cfg['suite']!r}")
     if cfg["suite"] == "folder" and not cfg["folder"]:

@@ -58,3 +58,15 @@ def test_depth_trend_verdicts_read_the_sign_and_significance():
     assert v.loc["mlp_out", "verdict"] == "does not hold"  # flat
     assert v.loc["qkv", "verdict"] == "holds"  # heavier later is allowed for inputs
     assert v.loc["mlp_in", "verdict"] == "does not hold"  # an input getting more Gaussian contradicts it
+
+
+def test_a_small_memory_budget_changes_the_batches_not_the_records(corpus_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANALYSIS_CACHE_DIR", str(fresh_cache(corpus_cache, tmp_path / "whole")))
+    whole = compute.spectra(config.load(root=ROOT, profile="smoke"), progress=False, blocks="all", steps="last")
+    monkeypatch.setenv("ANALYSIS_CACHE_DIR", str(fresh_cache(corpus_cache, tmp_path / "one")))
+    cfg = config.load(root=ROOT, profile="smoke")
+    cfg["memory"]["host_gib"] = 1e-9  # below one matrix: every batch holds one
+    one = compute.spectra(cfg, progress=False, blocks="all", steps="last")
+    assert len(whole) == len(one) == 2 * 4 * 4  # runs x blocks x roles
+    for a, b in zip(whole, one):
+        assert all(np.array_equal(a[k], b[k]) for k in ("sv", "gaussian", "logistic", "shuffled"))

@@ -65,3 +65,11 @@ def test_the_projects_own_settings_load():
     assert smoke["tiny"]["train_steps"] < cfg["tiny"]["train_steps"]
     pythia = config.load(root=config.find_root(__file__), profile="pythia")
     assert pythia["suite"] == "hub" and pythia["runs"] == ["EleutherAI/pythia-1b", "EleutherAI/pythia-1b-deduped"]
+
+
+def test_memory_settings_are_checked(tmp_path):
+    root = write_project(tmp_path, "analysis:\n  memory: {device_fraction: 1.5}\n")
+    with pytest.raises(config.ConfigError, match=r"analysis.memory.device_fraction: expected a number in \(0, 1\], got 1.5"):
+        config.load(root=root, profile="")
+    cfg = config.load(root=write_project(tmp_path, "analysis:\n  memory: {host_gib: 16}\n"), profile="")
+    assert cfg["memory"] == {"device_fraction": 0.5, "host_gib": 16}
