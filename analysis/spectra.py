@@ -1,9 +1,10 @@
 """Singular values in batches, fitted random baselines, and the Marchenko-Pastur law.
 
 Singular values come from the float64 Gram matrix of the smaller side and a symmetric
-eigensolver: one batched call instead of one SVD per matrix. float32 Gram matrices are
+eigensolver (`eigvalsh`, by the fastest measured route for NumPy or CuPy), then values
+below REFINE_BELOW * sigma_max are recomputed without squaring. float32 Gram matrices are
 not an option: squaring the spread of singular values loses every value below
-~sqrt(eps32) * sigma_max ~ 3e-4 * sigma_max.
+~sqrt(eps32) * sigma_max ~ 3e-4 * sigma_max. Baselines are sampled on the same device.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +20,11 @@ REFINE_BELOW = 1e-6  # relative to sigma_max; see _refine_small
 # How a stack of Gram matrices goes through the eigensolver (benchmarks/spectra.py measures
 # each): "batched" one stacked call; "loop" one call per matrix; "threads" one call per
 # matrix from EIGH_THREADS threads (NumPy: one BLAS thread each; CuPy: one CUDA stream each,
-# since one n=2048 solve leaves most of the GPU idle); "torch" torch.linalg.eigvalsh via DLPack.
+# since one n=2048 solve is a chain of small kernels that leaves most of the GPU idle; the
+# gain is ~10%, so the solves mostly serialise anyway); "torch" torch.linalg.eigvalsh via DLPack.
 # NumPy, 2 cores, n=2048: batched 0.335 s a matrix, threads 0.31-0.34 (the tridiagonal
 # reduction is memory-bound: two threads share the bandwidth), torch 0.95.
-# H200 (CuPy 14.2, CUDA 13), n=2048: batched 114 ms a matrix (CuPy's batched call is Jacobi,
+# H200 (CuPy 14.2, CUDA 13), n=2048: batched 104-115 ms a matrix (CuPy's batched call is Jacobi,
 # syevj), loop 24.5 (syevd), threads-4..16 22.1-22.5, torch 24.6, torch from 4-16 threads on
 # their own streams 21.7-22.0 (not kept: torch's lazy cuSOLVER set-up is not thread-safe on
 # first use). Sending a share of each batch to the host's 16 cores (one BLAS thread each) was
