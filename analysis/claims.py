@@ -85,7 +85,7 @@ def residual_paths(curves: dict, eff: pd.DataFrame, n_layers: int) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-OUTPUT_ROLES, INPUT_ROLES = ("attn_out", "mlp_out"), ("qkv", "mlp_in")
+OUTPUT_ROLES = ("attn_out", "mlp_out")  # the rest (qkv, mlp_in) are input matrices
 DEPTH_P = 0.05
 
 

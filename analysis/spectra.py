@@ -219,7 +219,7 @@ def with_baselines(w, seed: int, xp=np) -> dict:
     """The study's comparison for one w: (m, n): its singular values and those of a Gaussian
     and a logistic matrix of the same shape fitted to w's entries, and of w shuffled, all
     sampled on `xp`'s device (one batched solve). -> {sv, gaussian, logistic, shuffled,
-    gaussian_loc, ...}; spectra on the host."""
+    gaussian_loc, ..., kurtosis}; spectra on the host."""
     return with_baselines_batch(xp.asarray(w)[None], seed, xp)[0]
 
 
@@ -228,6 +228,7 @@ def with_baselines_batch(ws, seed: int, xp=np, budget_bytes: int | None = None) 
     many matrices and their baselines at once as `budget_bytes` (default: memory_budget)
     holds. Each record is what with_baselines(ws[i], seed) returns, whatever the batch."""
     from .backend import memory_budget
+    from .shape import excess_kurtosis  # shape imports this module at its top
 
     b, m, n = ws.shape
     k = min(m, n)
@@ -240,8 +241,9 @@ def with_baselines_batch(ws, seed: int, xp=np, budget_bytes: int | None = None) 
         stack = xp.stack([x for w, f in zip(part, fits)
                           for x in (w, *(sample_baseline(kd, f.get(kd, {}), w.shape, seed, w, xp) for kd in BASELINES))])
         sv = to_numpy(singular_values(stack, xp)).reshape(len(part), 1 + len(BASELINES), k)
-        for f, s in zip(fits, sv):
-            rec = {"sv": s[0], **{kd: s[i + 1] for i, kd in enumerate(BASELINES)}}
+        for w, f, s in zip(part, fits, sv):
+            # Entry statistics here, while the matrix is on the device: kurtosis of its entries.
+            rec = {"sv": s[0], **{kd: s[i + 1] for i, kd in enumerate(BASELINES)}, "kurtosis": excess_kurtosis(w)}
             for kind, params in f.items():
                 rec.update({f"{kind}_{p}": v for p, v in params.items()})
             out.append(rec)

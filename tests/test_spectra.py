@@ -27,6 +27,13 @@ def test_singular_values_match_lapack_within_1e_9_of_sigma_max(shape):
         assert np.max(np.abs(sv - ref)) <= 1e-9 * ref[0]
 
 
+def gram_stack(m, n, count):
+    """(count, m, m) Gram matrices of 1e5-spread (m, n) matrices and their LAPACK eigenvalues."""
+    w = np.stack([matrix_with_spread(m, n, 1e5, seed=s) for s in range(count)])
+    gram = w @ np.swapaxes(w, -1, -2)
+    return gram, np.linalg.eigvalsh(gram)
+
+
 def near_rank_deficient(m, n, rank, noise, seed):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((m, rank)) @ rng.standard_normal((rank, n)) / np.sqrt(n) + noise * rng.standard_normal((m, n))
@@ -102,9 +109,7 @@ def test_chunked_batches_match_one_batch():
 def test_every_eigensolver_route_gives_the_same_eigenvalues(route):
     if route == "torch":
         pytest.importorskip("torch")
-    w = np.stack([matrix_with_spread(40, 90, 1e5, seed=s) for s in range(3)])
-    gram = w @ np.swapaxes(w, -1, -2)
-    ref = np.linalg.eigvalsh(gram)
+    gram, ref = gram_stack(40, 90, 3)
     lam = spectra.eigvalsh(gram, np, route)
     assert lam.shape == ref.shape
     assert np.max(np.abs(lam - ref)) <= 1e-12 * ref.max()

@@ -10,7 +10,7 @@ import scipy.stats
 from analysis import spectra
 from analysis.backend import array_module
 
-from ..test_spectra import matrix_with_spread, near_rank_deficient
+from ..test_spectra import gram_stack, matrix_with_spread, near_rank_deficient
 
 cp = pytest.importorskip("cupy")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cp.cuda.is_available(), reason="no CUDA device")]
@@ -41,9 +41,7 @@ def test_cupy_refinement_of_small_values_meets_the_bar(w):
 def test_every_cupy_eigensolver_route_matches_numpy(route):
     if route == "torch":
         pytest.importorskip("torch")
-    w = np.stack([matrix_with_spread(256, 512, 1e5, seed=s) for s in range(5)])
-    gram = w @ np.swapaxes(w, -1, -2)
-    ref = np.linalg.eigvalsh(gram)
+    gram, ref = gram_stack(256, 512, 5)
     lam = spectra.eigvalsh(cp.asarray(gram), cp, route)
     assert isinstance(lam, cp.ndarray)
     assert np.max(np.abs(lam.get() - ref)) <= 1e-12 * ref.max()
