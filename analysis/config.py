@@ -16,7 +16,10 @@ ROLES = ("qkv", "attn_out", "mlp_in", "mlp_out")
 DEFAULTS = {
     "suite": "tiny",  # "tiny" (trained here), "folder" (runs under `folder`) or "hub" (runs are repo ids)
     "folder": None,  # for suite: folder, a directory holding one sub-folder per run
-    "runs": ["raw", "deduped"],
+    # Runs by role, never guessed from names: the reference, the treatment compared with it
+    # (deduplicated data) and replicas of the reference (another seed and data order) whose
+    # difference from the reference is the noise floor of every run comparison.
+    "runs": {"reference": "raw", "treatment": "deduped", "replicas": ["raw-seed2"]},
     "steps": "all",  # "all" or a list of steps
     "block": "middle",  # "middle" (n_layers // 2, as the study) or a block index
     "roles": list(ROLES),
@@ -27,7 +30,14 @@ DEFAULTS = {
     },
     "activation_steps": "auto",  # residual-stream histograms: "auto" (tiny: all; hub: 8 log-spaced) or a list
     "exclude_flagged": False,  # leave out steps the checkpoint audit flags (they are always warned about)
-    "seed": 0,  # seeds the sampled baselines
+    "seed": 0,  # seeds the sampled baselines (each draw's seed derives from it and the matrix)
+    "verdicts": {
+        "draws": 5,  # independent baseline draws per matrix and kind: the noise floor of shape claims
+        "level": 0.95,  # confidence level of every interval
+        "bootstrap": 2000,  # resamples for bootstrap intervals
+        "formed_by": 0.25,  # "forms early": half-way from initial to final shape within this share of training
+        "diverged": 0.5,  # runs compared once treatment-reference weight distance reaches this share of its final value
+    },
     "cache_dir": ".cache",  # relative to the project root; ANALYSIS_CACHE_DIR overrides
     "figures": {
         "bins": 40,
@@ -35,7 +45,7 @@ DEFAULTS = {
         "grid_steps": 6,  # steps shown in the static (PDF) grid
     },
     "residual": {  # the toy residual network (analysis/residual.py)
-        "width": 512,
+        "width": "model",  # "model": the analysed model's width (d_model), or a number
         "depth": 32,
         "seeds": 16,
         "sigma2": 1.0,  # W ~ N(0, sigma2 / width); 1 is the critical initialisation
@@ -61,9 +71,19 @@ DEFAULTS = {
         "min_lr": 1.0e-4,
         "warmup_steps": 64,
         "weight_decay": 0.1,
-        "seed": 1234,
+        # The runs trained: name -> the corpus it sees (raw or deduped) and its seed (weights
+        # initialisation and batch positions). Same seed: same initial weights and data order.
+        "runs": {
+            "raw": {"data": "raw", "seed": 1234},
+            "deduped": {"data": "deduped", "seed": 1234},
+            "raw-seed2": {"data": "raw", "seed": 2024},
+        },
     },
 }
+
+# Settings replaced whole by a profile (their keys are names, not settings).
+WHOLE = {"runs", "tiny.runs"}
+RUN_ROLES = ("reference", "treatment", "replica")
 
 
 class ConfigError(ValueError):
@@ -84,7 +104,7 @@ def active_profiles(profile=None) -> list[str]:
     return [p.strip() for p in raw.split(",") if p.strip()]
 
 
-def _merge(base: dict, over: dict, defaults: dict, where: str) -> dict:
+def _merge(base: dict, over: dict, defaults: dict, where: str, path: str = "") -> dict:
     out = copy.deepcopy(base)
     for key, value in over.items():
         if key not in defaults:
@@ -93,7 +113,10 @@ def _merge(base: dict, over: dict, defaults: dict, where: str) -> dict:
         if isinstance(defaults[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}.{key}: expected a mapping, got {value!r}")
-            out[key] = _merge(out[key], value, defaults[key], f"{where}.{key}")
+            if f"{path}{key}" in WHOLE:
+                out[key] = copy.deepcopy(value)
+            else:
+                out[key] = _merge(out[key], value, defaults[key], f"{where}.{key}", f"{path}{key}.")
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -109,7 +132,53 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)  # YAML's yes/true are ints to isinstance
+
+
+def _validate_runs(runs: dict) -> None:
+    unknown = set(runs) - {"reference", "treatment", "replicas"}
+    if unknown:
+        raise ConfigError(f"analysis.runs: unknown key(s) {sorted(unknown)}; expected reference, treatment, replicas")
+    if not isinstance(runs.get("reference"), str):
+        raise ConfigError(f"analysis.runs.reference: expected a run name, got {runs.get('reference')!r}")
+    if runs.get("treatment") is not None and not isinstance(runs["treatment"], str):
+        raise ConfigError(f"analysis.runs.treatment: expected a run name or null, got {runs['treatment']!r}")
+    reps = runs.get("replicas") or []
+    if not (isinstance(reps, list) and all(isinstance(r, str) for r in reps)):
+        raise ConfigError(f"analysis.runs.replicas: expected a list of run names, got {reps!r}")
+    names = [runs["reference"], runs.get("treatment"), *reps]
+    names = [n for n in names if n]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"analysis.runs: a run appears in two roles: {names}")
+
+
+def _validate_tiny_runs(runs: dict) -> None:
+    for name, spec in runs.items():
+        if not (isinstance(spec, dict) and spec.get("data") in ("raw", "deduped") and _is_int(spec.get("seed"))
+                and set(spec) == {"data", "seed"}):
+            raise ConfigError(f"analysis.tiny.runs.{name}: expected {{data: raw|deduped, seed: <int>}}, got {spec!r}")
+
+
 def _validate(cfg: dict) -> None:
+    _validate_runs(cfg["runs"])
+    _validate_tiny_runs(cfg["tiny"]["runs"])
+    if cfg["suite"] == "tiny":
+        missing = [n for n in run_roles(cfg) if n not in cfg["tiny"]["runs"]]
+        if missing:
+            raise ConfigError(f"analysis.runs: tiny suite has no run(s) {missing}; analysis.tiny.runs defines "
+                              f"{sorted(cfg['tiny']['runs'])}")
+    v = cfg["verdicts"]
+    if not (_is_int(v["draws"]) and v["draws"] >= 2):
+        raise ConfigError(f"analysis.verdicts.draws: expected an integer >= 2, got {v['draws']!r}")
+    if not (_is_int(v["bootstrap"]) and v["bootstrap"] >= 100):
+        raise ConfigError(f"analysis.verdicts.bootstrap: expected an integer >= 100, got {v['bootstrap']!r}")
+    for k in ("level", "formed_by", "diverged"):
+        if not (isinstance(v[k], (int, float)) and not isinstance(v[k], bool) and 0 < v[k] < 1):
+            raise ConfigError(f"analysis.verdicts.{k}: expected a number in (0, 1), got {v[k]!r}")
+    w = cfg["residual"]["width"]
+    if not (w == "model" or (_is_int(w) and w > 0)):
+        raise ConfigError(f"analysis.residual.width: expected 'model' or a positive integer, got {w!r}")
     bad = [r for r in cfg["roles"] if r not in ROLES]
     if bad:
         raise ConfigError(f"analysis.roles: unknown role(s) {bad}; expected some of {list(ROLES)}")
@@ -124,13 +193,23 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"analysis.suite: expected tiny, folder or hub, got {cfg['suite']!r}")
     if cfg["suite"] == "folder" and not cfg["folder"]:
         raise ConfigError("analysis.folder: required when analysis.suite is 'folder'")
-    if not (cfg["block"] == "middle" or isinstance(cfg["block"], int)):
+    if not (cfg["block"] == "middle" or _is_int(cfg["block"])):
         raise ConfigError(f"analysis.block: expected 'middle' or an integer, got {cfg['block']!r}")
     if not (cfg["activation_steps"] == "auto" or (isinstance(cfg["activation_steps"], list)
-                                                  and all(isinstance(s, int) for s in cfg["activation_steps"]))):
+                                                  and all(_is_int(s) for s in cfg["activation_steps"]))):
         raise ConfigError(f"analysis.activation_steps: expected 'auto' or a list of integers, got {cfg['activation_steps']!r}")
-    if not (cfg["steps"] == "all" or (isinstance(cfg["steps"], list) and all(isinstance(s, int) for s in cfg["steps"]))):
+    if not (cfg["steps"] == "all" or (isinstance(cfg["steps"], list) and all(_is_int(s) for s in cfg["steps"]))):
         raise ConfigError(f"analysis.steps: expected 'all' or a list of integers, got {cfg['steps']!r}")
+
+
+def run_roles(cfg: dict) -> dict[str, str]:
+    """{run name: role} in order reference, treatment, replicas; role in RUN_ROLES."""
+    runs = cfg["runs"]
+    out = {runs["reference"]: "reference"}
+    if runs.get("treatment"):
+        out[runs["treatment"]] = "treatment"
+    out.update({name: "replica" for name in runs.get("replicas") or []})
+    return out
 
 
 def load(profile=None, root=None) -> dict:
