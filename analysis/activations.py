@@ -70,3 +70,29 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
     from scipy.spatial.distance import jensenshannon
 
     return float(jensenshannon(p, q, base=2))
+
+
+def load_model(run, ckpt):
+    """A transformers model for a checkpoint, and its run's tokenizer as text -> ids."""
+    from transformers import AutoModelForCausalLM
+
+    if getattr(run, "repo", None):  # hub: whole weights are needed for a forward pass
+        from transformers import AutoTokenizer
+
+        repo, commit = ckpt.cache_id.split("@")
+        tok = AutoTokenizer.from_pretrained(repo)
+        return AutoModelForCausalLM.from_pretrained(repo, revision=commit).eval(), lambda t: tok(t)["input_ids"]
+    from tokenizers import Tokenizer
+
+    path = Path(run.folder).parent / "tokenizer.json"
+    if not path.is_file():
+        raise ValueError(f"run {run.name!r}: no tokenizer.json beside its folder ({path})")
+    tok = Tokenizer.from_file(str(path))
+    return AutoModelForCausalLM.from_pretrained(ckpt.folder).eval(), lambda t: tok.encode(t).ids
+
+
+def of_checkpoint(run, ckpt, text: str) -> dict:
+    """`histograms` of every block's output on `text` for one checkpoint."""
+    model, tokenize = load_model(run, ckpt)
+    seq = min(128, int(getattr(model.config, "max_position_embeddings", 128)))
+    return histograms(block_outputs(model, token_batch(tokenize, text, seq)))

@@ -10,9 +10,10 @@ C(L, k) sigma2^k / (1 + sigma2)^L of the output variance.
 import numpy as np
 import scipy.special
 
-from . import shape
+from . import measures
 from .backend import to_numpy
-from .spectra import mp_cdf, mp_edges, singular_values
+from .baselines import mp_cdf, mp_edges
+from .spectra import singular_values
 
 SIMULATION_VERSION = 1  # bump when `simulate` changes
 
@@ -88,14 +89,14 @@ def depth_curves(sim: dict, width: int, alpha_seeds: int = 4) -> dict:
     sv, act = sim[f"sv_{width}"], sim["act"]
     depth = sv.shape[0]
     out = {"depth": np.arange(1, depth + 1)}
-    out["kurtosis"] = np.array([np.mean([shape.excess_kurtosis(a) for a in act[layer]]) for layer in range(depth)])
+    out["kurtosis"] = np.array([np.mean([measures.excess_kurtosis(a) for a in act[layer]]) for layer in range(depth)])
     ks, w1 = np.zeros(depth), np.zeros(depth)
     for layer in range(depth):
         ref = mp_reference(width, sv[layer])
-        ks[layer] = np.mean([shape.ks_distance(s, ref) for s in sv[layer]])
-        w1[layer] = np.mean([shape.w1_distance(s, ref) for s in sv[layer]])
+        ks[layer] = np.mean([measures.ks_distance(s, ref) for s in sv[layer]])
+        w1[layer] = np.mean([measures.w1_distance(s, ref) for s in sv[layer]])
     out["ks_mp"], out["w1_mp"] = ks, w1
-    out["alpha"] = np.array([np.mean([shape.powerlaw_alpha(s)["alpha"] for s in sv[layer, :alpha_seeds]])
+    out["alpha"] = np.array([np.mean([measures.powerlaw_alpha(s)["alpha"] for s in sv[layer, :alpha_seeds]])
                              for layer in range(depth)])
     return out
 
@@ -121,7 +122,7 @@ def effective_depth(weight_sv: np.ndarray, rows: int, cols: int, sim: dict, widt
         raise KeyError(f"the simulation has no spectra at aspect {rows}x{cols} ({key}); pass it in `aspects`")
     sim_sv = sim[key]
     depth, seeds, _ = sim_sv.shape
-    dist = np.array([[shape.w1_distance(weight_sv, sim_sv[layer, s]) for s in range(seeds)] for layer in range(depth)])
+    dist = np.array([[measures.w1_distance(weight_sv, sim_sv[layer, s]) for s in range(seeds)] for layer in range(depth)])
     best_per_seed = dist.argmin(axis=0) + 1
     curve = dist.mean(axis=1)
     return {"depth": int(curve.argmin() + 1), "low": float(np.percentile(best_per_seed, 10)),

@@ -1,10 +1,10 @@
-"""Singular values in batches, fitted random baselines, and the Marchenko-Pastur law.
+"""Singular values of stacks of matrices: the linear algebra under every spectrum.
 
 Singular values come from the float64 Gram matrix of the smaller side and a symmetric
 eigensolver (`eigvalsh`, by the fastest measured route for NumPy or CuPy), then values
 below REFINE_BELOW * sigma_max are recomputed without squaring. float32 Gram matrices are
 not an option: squaring the spread of singular values loses every value below
-~sqrt(eps32) * sigma_max ~ 3e-4 * sigma_max. Baselines are sampled on the same device.
+~sqrt(eps32) * sigma_max ~ 3e-4 * sigma_max.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -166,124 +166,3 @@ def _solve_lower_t(chol, x, xp):
     import cupyx.scipy.linalg
 
     return cupyx.scipy.linalg.solve_triangular(chol, x, lower=True, trans="T")
-
-
-def fit_gaussian(w) -> dict:
-    """w: NumPy or CuPy array."""
-    return {"loc": float(w.mean()), "scale": float(w.std())}
-
-
-def fit_logistic(w, max_entries: int = 200_000, seed: int = 0) -> dict:
-    """Maximum-likelihood logistic fit (scipy.stats) on at most `max_entries` entries of w
-    (NumPy or CuPy: the subsample is picked by index, so only it leaves the device)."""
-    x = w.ravel()
-    # The fit is an optimisation; a random subsample is enough (scale to ~0.2% at 2e5), and
-    # below 1/50 of the entries NumPy draws it without permuting them all (16M: 5 ms, not 360).
-    if x.size > max_entries:
-        idx = np.random.default_rng(seed).choice(x.size, max_entries, replace=False)
-        x = x[idx] if isinstance(x, np.ndarray) else x[_like(x, idx)]
-    loc, scale = scipy.stats.logistic.fit(to_numpy(x).astype(np.float64))
-    return {"loc": float(loc), "scale": float(scale)}
-
-
-def _like(x, a):
-    """a (NumPy) on x's array module."""
-    import cupy
-
-    return cupy.asarray(a) if isinstance(x, cupy.ndarray) else a
-
-
-BASELINES = ("gaussian", "logistic", "shuffled")
-
-
-def sample_baseline(kind: str, params: dict, shape: tuple, seed: int, w=None, xp=np):
-    """A float64 matrix of `shape` on `xp`, from a generator seeded with `seed`: i.i.d. entries
-    from the fitted distribution, or (shuffled) w's own entries at random positions
-    (WeightWatcher's "randomized ESD"). On NumPy the draws equal Generator.normal / .logistic /
-    .permutation's; CuPy's generator gives other (equally valid) draws."""
-    rng = xp.random.default_rng(seed)
-    if kind == "gaussian":
-        return params["loc"] + params["scale"] * rng.standard_normal(shape)
-    if kind == "logistic":  # inverse CDF, as NumPy's own logistic sampler does
-        u = xp.maximum(rng.random(shape), np.finfo(np.float64).tiny)
-        return params["loc"] + params["scale"] * xp.log(u / (1.0 - u))
-    if kind == "shuffled":
-        flat = xp.asarray(w).ravel()
-        if xp is np:
-            return rng.permutation(flat).reshape(shape)
-        return flat[xp.argsort(rng.random(flat.size))].reshape(shape)  # a uniform random permutation
-    raise ValueError(f"unknown baseline {kind!r}; expected one of {BASELINES}")
-
-
-def with_baselines(w, seed: int, xp=np) -> dict:
-    """The study's comparison for one w: (m, n): its singular values and those of a Gaussian
-    and a logistic matrix of the same shape fitted to w's entries, and of w shuffled, all
-    sampled on `xp`'s device (one batched solve). -> {sv, gaussian, logistic, shuffled,
-    gaussian_loc, ..., kurtosis}; spectra on the host."""
-    return with_baselines_batch(xp.asarray(w)[None], seed, xp)[0]
-
-
-def with_baselines_batch(ws, seed: int, xp=np, budget_bytes: int | None = None) -> list[dict]:
-    """with_baselines for each of ws: (b, m, n) (NumPy or CuPy, any float dtype), solving as
-    many matrices and their baselines at once as `budget_bytes` (default: memory_budget)
-    holds. Each record is what with_baselines(ws[i], seed) returns, whatever the batch."""
-    from .backend import memory_budget
-    from .shape import excess_kurtosis  # shape imports this module at its top
-
-    b, m, n = ws.shape
-    k = min(m, n)
-    per = (1 + len(BASELINES)) * 8 * (m * n + 3 * k * k)  # a matrix, its baselines, Grams, workspace
-    chunk = max(1, (memory_budget(xp) if budget_bytes is None else budget_bytes) // per)
-    out = []
-    for lo in range(0, b, chunk):
-        part = xp.asarray(ws[lo : lo + chunk], dtype=xp.float64)
-        fits = [{"gaussian": fit_gaussian(w), "logistic": fit_logistic(w, seed=seed)} for w in part]
-        stack = xp.stack([x for w, f in zip(part, fits)
-                          for x in (w, *(sample_baseline(kd, f.get(kd, {}), w.shape, seed, w, xp) for kd in BASELINES))])
-        sv = to_numpy(singular_values(stack, xp)).reshape(len(part), 1 + len(BASELINES), k)
-        for w, f, s in zip(part, fits, sv):
-            # Entry statistics here, while the matrix is on the device: kurtosis of its entries.
-            rec = {"sv": s[0], **{kd: s[i + 1] for i, kd in enumerate(BASELINES)}, "kurtosis": excess_kurtosis(w)}
-            for kind, params in f.items():
-                rec.update({f"{kind}_{p}": v for p, v in params.items()})
-            out.append(rec)
-    return out
-
-
-def mp_edges(m: int, n: int, var: float) -> tuple[float, float]:
-    """Support [lo, hi] of the singular values of an (m, n) matrix of i.i.d. entries of variance var."""
-    small, big = min(m, n), max(m, n)
-    q = small / big
-    return np.sqrt(var * big) * (1 - np.sqrt(q)), np.sqrt(var * big) * (1 + np.sqrt(q))
-
-
-def mp_density(sigma, m: int, n: int, var: float) -> np.ndarray:
-    """Density of singular values under Marchenko-Pastur for an (m, n) matrix, entry variance var.
-
-    Eigenvalues lam of W W^T / N (N = larger side) follow MP with ratio q = min/max:
-    p(lam) = sqrt((lam+ - lam)(lam - lam-)) / (2 pi var q lam); with sigma = sqrt(N lam),
-    p(sigma) = p(lam) * 2 sigma / N.
-    """
-    sigma = np.asarray(sigma, dtype=np.float64)
-    small, big = min(m, n), max(m, n)
-    q = small / big
-    lo, hi = var * (1 - np.sqrt(q)) ** 2, var * (1 + np.sqrt(q)) ** 2
-    lam = sigma**2 / big
-    inside = (lam > lo) & (lam < hi)
-    p_lam = np.zeros_like(lam)
-    l_in = lam[inside]
-    p_lam[inside] = np.sqrt((hi - l_in) * (l_in - lo)) / (2 * np.pi * var * q * l_in)
-    return p_lam * 2 * sigma / big
-
-
-def mp_cdf(sigma, m: int, n: int, var: float, grid: int = 4096) -> np.ndarray:
-    """Marchenko-Pastur CDF of singular values (numerical integral of mp_density).
-
-    For square matrices the density of sigma is the quarter-circle law, finite at 0."""
-    lo, hi = mp_edges(m, n, var)
-    x = np.linspace(lo, hi, grid)
-    # The sigma-density has integrable square-root ends; a fine trapezoid grid is enough.
-    dens = mp_density(x, m, n, var)
-    cdf = np.concatenate([[0.0], np.cumsum((dens[1:] + dens[:-1]) / 2 * np.diff(x))])
-    cdf /= cdf[-1]
-    return np.interp(np.asarray(sigma, dtype=np.float64), x, cdf, left=0.0, right=1.0)

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import scipy.stats
 
-from .spectra import mp_edges
+from .baselines import excess_kurtosis, mp_edges  # noqa: F401  (kurtosis: an entry statistic, re-exported)
 
 
 def normalised(sv: np.ndarray) -> np.ndarray:
@@ -81,6 +81,19 @@ def powerlaw_alpha(sv: np.ndarray) -> dict:
 
 
 def ks_optimal_xmin(x: np.ndarray, block: int = 256) -> float:
+    """See `ks_optimal_fit`: its xmin."""
+    return ks_optimal_fit(x, block)[0]
+
+
+def tail_alpha(sv: np.ndarray) -> float:
+    """Power-law alpha of the eigenvalues sigma^2 at the KS-optimal xmin, by the closed-form
+    maximum-likelihood estimate powerlaw fits there (a test holds the two equal): cheap
+    enough for every baseline draw."""
+    lam = np.asarray(sv, dtype=np.float64) ** 2
+    return ks_optimal_fit(lam[lam > 0])[1]
+
+
+def ks_optimal_fit(x: np.ndarray, block: int = 256) -> tuple[float, float]:
     """The xmin that powerlaw.Fit(x) picks (continuous power law, no xmax; Clauset et al.):
     over every distinct value but the largest, the one whose maximum-likelihood tail
     alpha = 1 + n / sum(log(x / xmin)) has the smallest KS distance between the tail's
@@ -90,7 +103,7 @@ def ks_optimal_xmin(x: np.ndarray, block: int = 256) -> float:
     x = x[x > 0]
     u, first = np.unique(x, return_index=True)  # distinct values and where each starts in x
     if len(u) < 2:
-        return float("nan")
+        return float("nan"), float("nan")
     n_all = len(x)
     f_emp = first / n_all  # empirical CDF just below each distinct value, as powerlaw's cdf()
     logx = np.log(x)
@@ -109,20 +122,91 @@ def ks_optimal_xmin(x: np.ndarray, block: int = 256) -> float:
         emp = (f_emp[None, :] - f_emp[i, None]) / (1 - f_emp[i, None])
         diff = np.where(above, theo - emp, 0.0)
         d[lo : lo + block] = np.maximum(diff.max(axis=1), -diff.min(axis=1))
-    return float(u[np.argmin(d)])
+    best = int(np.argmin(d))
+    return float(u[best]), float(alpha[best])
 
 
-def excess_kurtosis(w) -> float:
-    """Excess kurtosis of the entries (0 for a Gaussian, 1.2 for a logistic): the biased
-    moment ratio m4 / m2^2 - 3 that scipy.stats.kurtosis returns, written with array methods
-    so that a CuPy w stays on its device (a test holds it to scipy's value)."""
-    d = w.ravel().astype("float64")
-    d = d - d.mean()
-    d2 = d * d
-    return float((d2 * d2).mean() / d2.mean() ** 2 - 3.0)
+def tail(sv: np.ndarray) -> float:
+    """sigma_max / rms(sigma): how far the largest singular value stands out, scale-free."""
+    sv = np.asarray(sv, dtype=np.float64)
+    return float(np.max(sv) / np.sqrt(np.mean(sv**2)))
 
 
 def stable_rank(sv: np.ndarray) -> float:
     """||W||_F^2 / ||W||_2^2: how many directions carry the matrix's energy."""
     sv = np.asarray(sv, dtype=np.float64)
     return float(np.sum(sv**2) / np.max(sv) ** 2)
+
+
+def _pairwise_w1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a: (p, k), b: (r, k) sorted normalised spectra of equal length -> (p, r) W1 distances
+    (for equal-size samples W1 is the mean gap between order statistics)."""
+    return np.abs(a[:, None, :] - b[None, :, :]).mean(axis=2)
+
+
+def _pairwise_ks(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a: (p, k), b: (r, k) sorted -> (p, r) two-sample KS statistics."""
+    k = a.shape[1]
+    out = np.empty((len(a), len(b)))
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            v = np.concatenate([x, y])
+            out[i, j] = np.abs(np.searchsorted(x, v, "right") - np.searchsorted(y, v, "right")).max() / k
+    return out
+
+
+def against_draws(sv: np.ndarray, draws: dict, q: float = 0.1) -> tuple[dict, list[tuple]]:
+    """The weights' shape measures against every baseline draw, and the same measures of each
+    draw against the other draws: the noise floor each measure is judged against.
+
+    sv: (k,) the weights' singular values; draws: {kind: (n_draws, k)}.
+    -> ({measure: value} for the weights, [(kind, draw, measure, value)] for the draws).
+    Measures: tail (sigma_max / rms), alpha (tail_alpha), near_zero (fraction below the
+    Gaussian draws' q-quantile, averaged over draws), w1_<kind> and ks_<kind> (distance of
+    scale-normalised spectra to the draws of <kind>, averaged; a draw is never compared with
+    itself)."""
+    sort = {kind: np.sort(np.stack([normalised(s) for s in d]), axis=1) for kind, d in draws.items()}
+    w = np.sort(normalised(sv))[None]
+    gq = np.quantile(sort["gaussian"], q, axis=1)  # (n,) each Gaussian draw's q-quantile
+    weights = {"tail": tail(sv), "alpha": tail_alpha(sv), "near_zero": float(np.mean(w[0][None] < gq[:, None]))}
+    for kind, s in sort.items():
+        weights[f"w1_{kind}"] = float(_pairwise_w1(w, s).mean())
+        weights[f"ks_{kind}"] = float(_pairwise_ks(w, s).mean())
+    rows = []
+    for kind, s in sort.items():
+        for i, x in enumerate(s):
+            others = lambda other: np.arange(len(sort[other])) != i if other == kind else slice(None)  # noqa: E731
+            rows += [(kind, i, "tail", tail(draws[kind][i])), (kind, i, "alpha", tail_alpha(draws[kind][i])),
+                     (kind, i, "near_zero", float(np.mean(x[None] < gq[others("gaussian"), None])))]
+            for other, t in sort.items():
+                rows += [(kind, i, f"w1_{other}", float(_pairwise_w1(x[None], t[others(other)]).mean())),
+                         (kind, i, f"ks_{other}", float(_pairwise_ks(x[None], t[others(other)]).mean()))]
+    return weights, rows
+
+
+def of_record(r: dict, q: float = 0.1) -> tuple[dict, list[tuple]]:
+    """Every measure of one spectrum record (extract.spectra) and of its baseline draws.
+    -> ({measure: value} for the weights, [(kind, draw, measure, value)])"""
+    var = r["gaussian_scale"] ** 2
+    weights, draws = against_draws(r["sv"], {k: r[k] for k in ("gaussian", "logistic", "shuffled")}, q)
+    sv = np.asarray(r["sv"])
+    weights.update(below_mp_edge=below_mp_edge(sv, r["rows"], r["cols"], var), spikes=spikes(sv, r["rows"], r["cols"], var),
+                   kurtosis=r["kurtosis"], std=r["std"], frobenius=float(np.sqrt(np.sum(sv**2))),
+                   spectral_norm=float(sv.max()), stable_rank=stable_rank(sv), n_singular_values=len(sv))
+    return weights, draws
+
+
+def tables(records: list[dict], q: float = 0.1):
+    """Tidy tables of the weights' measures (run, step, block, role, measure, value) and of
+    the draws' (run, step, block, role, kind, draw, measure, value)."""
+    import pandas as pd
+
+    w_rows, d_rows = [], []
+    for r in records:
+        ids = (r["run"], r["step"], r["block"], r["role"])
+        weights, draws = of_record(r, q)
+        w_rows += [(*ids, k, float(v)) for k, v in weights.items()]
+        d_rows += [(*ids, *d) for d in draws]
+    cols = ["run", "step", "block", "role"]
+    return (pd.DataFrame(w_rows, columns=[*cols, "measure", "value"]),
+            pd.DataFrame(d_rows, columns=[*cols, "kind", "draw", "measure", "value"]))

@@ -1,0 +1,71 @@
+"""Spectra of the configured matrices with their baseline draws, read and solved in batches
+and cached one record per matrix.
+
+A record is keyed by the weights' content hash, the tensor, the draw settings and the
+matrix's identity (run, step, block, role), which also seeds its draws. Reading the next
+batch (disk or network) overlaps solving this one.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
+
+from .backend import array_module, memory_budget
+from .baselines import with_draws
+from .checkpoints import formats
+from .store import Store, key_digest
+
+SPECTRUM_VERSION = 4  # 4: `draws` independent draws per kind, seeded per matrix
+
+
+def spectrum_key(ckpt, run: str, step: int, role: str, block: int, cfg: dict) -> dict:
+    return {"kind": "spectrum", "version": SPECTRUM_VERSION, "weights": ckpt.content_hash,
+            "tensor": ckpt.tensor_name(role, block), "id": [run, step, block, role],
+            "seed": cfg["seed"], "draws": cfg["verdicts"]["draws"]}
+
+
+def prefetched(load, items):
+    """Yield (item, load(item)), loading the next item in a thread while the caller works on
+    the current one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(load, items[0]) if items else None
+        for i, item in enumerate(items):
+            value = future.result()
+            if i + 1 < len(items):
+                future = pool.submit(load, items[i + 1])
+            yield item, value
+
+
+def spectra(cfg: dict, runs: dict, plan: dict, progress: bool = True) -> list[dict]:
+    """Records {run, step, block, role, sv, gaussian: (draws, k), logistic, shuffled, fits,
+    kurtosis, std, rows, cols, key} for plan: {run name: {step: [blocks]}}, in plan order.
+    Missing ones are solved a (run, step, role) batch at a time: a role's blocks share a
+    shape, so they and their draws go through one batched eigensolve."""
+    store, xp = Store(cfg["cache_dir"]), array_module(cfg["backend"])
+    jobs = []
+    for name, steps in plan.items():
+        for step, blocks in steps.items():
+            ckpt = runs[name].checkpoint(step)
+            for block in blocks:
+                for role in cfg["roles"]:
+                    jobs.append({"run": name, "step": step, "block": block, "role": role, "ckpt": ckpt,
+                                 "key": spectrum_key(ckpt, name, step, role, block, cfg)})
+    groups = {}
+    for j in (j for j in jobs if not store.has(j["key"])):
+        groups.setdefault((j["run"], j["step"], j["role"]), []).append(j)
+    load = lambda g: np.stack([j["ckpt"].matrix(j["role"], j["block"]) for j in g])  # noqa: E731
+    todo = sum(len(g) for g in groups.values())
+    bar = tqdm(total=todo, desc="spectra", unit="matrix", disable=not progress or not todo)
+    moved = formats.bytes_read()
+    budget = memory_budget(xp, cfg["memory"]["device_fraction"], int(cfg["memory"]["host_gib"] * 2**30))
+    for group, ws in prefetched(load, list(groups.values())):
+        ids = [(j["run"], j["step"], j["block"], j["role"]) for j in group]
+        for job, rec in zip(group, with_draws(ws, ids, cfg["seed"], cfg["verdicts"]["draws"], xp, budget)):
+            rec.update(std=rec["gaussian_scale"], rows=ws.shape[1], cols=ws.shape[2])
+            store.put(job["key"], rec)
+        bar.set_postfix_str(f"{(formats.bytes_read() - moved) / 1e6:.1f} MB read", refresh=False)
+        bar.update(len(group))
+    bar.close()
+    return [{**{k: j[k] for k in ("run", "step", "block", "role")}, **store.get(j["key"]), "key": key_digest(j["key"])}
+            for j in jobs]

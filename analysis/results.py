@@ -1,0 +1,162 @@
+"""The results of the configured analysis: one object with named tables that chapters read.
+
+    r = results.load()          # settings from _quarto.yml and $QUARTO_PROFILE
+    r.measures, r.verdicts ...  # each computed once (compute.TABLES) and cached
+
+A table is cached under the settings that shape it, the content hashes of every checkpoint
+of the configured runs, and TABLES_VERSION; a cold cache computes only the tables asked
+for (and what they depend on), so a chapter rendered alone fills what it reads.
+`python -m analysis compute` asks for all of them.
+"""
+
+import io
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from . import compute, config
+from .architectures import resolve_block
+from .checkpoints import CheckpointError, open_runs
+from .store import Store, key_digest
+
+TABLES_VERSION = 1  # bump when any table function in compute changes what it returns
+CHAPTER_TABLES = {
+    "index": ("verdicts",),
+    "weight-distribution": ("spectra", "measures", "draws", "verdicts"),
+    "residual-paths": ("toy", "toy_curves", "toy_fit", "toy_depth", "effective_depths", "verdicts"),
+    "depth-trends": ("spectra", "measures", "draws", "verdicts"),
+    "deduplication": ("spectra", "measures", "run_distances", "activations", "diverged", "verdicts"),
+    "methods": ("qkv_parts", "baselines_vs_mp", "draws"),
+    "audit": ("audit",),
+}
+# Settings that do not change any number (where and how it is computed).
+NOT_RESULTS = ("cache_dir", "root", "profiles", "backend", "memory", "figures")
+
+
+class Results:
+    """Named tables for one configuration; each loaded from the cache or computed on first use."""
+
+    def __init__(self, cfg: dict, progress: bool = False):
+        self.cfg, self.progress = cfg, progress
+        self.store = Store(cfg["cache_dir"])
+        self._tables = {}
+
+    @cached_property
+    def runs(self) -> dict:
+        """{run name as the tables use it: run}, in role order (reference, treatment, replicas)."""
+        return open_runs(self.cfg)
+
+    @cached_property
+    def names(self) -> dict:
+        """{run name as the tables use it: its role}."""
+        return {n: run.role for n, run in self.runs.items()}
+
+    @property
+    def reference(self) -> str:
+        return next(n for n, role in self.names.items() if role == "reference")
+
+    def of_role(self, role: str) -> list[str]:
+        return [n for n, r in self.names.items() if r == role]
+
+    @cached_property
+    def n_layers(self) -> int:
+        run = self.runs[self.reference]
+        return run.checkpoint(run.steps[0]).n_layers
+
+    @cached_property
+    def block(self) -> int:
+        return resolve_block(self.cfg["block"], self.n_layers)
+
+    @cached_property
+    def steps(self) -> dict:
+        return compute._steps(self)
+
+    @cached_property
+    def toy_width(self) -> int:
+        w = self.cfg["residual"]["width"]
+        return int(w) if w != "model" else compute.experiments.toy_width(
+            [x for x in self.spectra if x["run"] == self.reference][:len(self.cfg["roles"])])
+
+    @cached_property
+    def suite(self) -> str:
+        """Digest of every checkpoint's content hash: results follow the weights."""
+        hashes = {}
+        for name, run in self.runs.items():
+            for step in run.steps:
+                try:
+                    hashes[f"{name}/{step}"] = run.checkpoint(step).content_hash
+                except CheckpointError as e:
+                    hashes[f"{name}/{step}"] = f"error: {e}"
+        return key_digest(hashes)
+
+    def key(self, name: str) -> dict:
+        settings = {k: v for k, v in self.cfg.items() if k not in NOT_RESULTS}
+        return {"kind": "table", "name": name, "version": TABLES_VERSION, "settings": settings, "suite": self.suite}
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name not in compute.TABLES:
+            raise AttributeError(name)
+        if name not in self._tables:
+            self._tables[name] = self._load(name)
+        return self._tables[name]
+
+    def _load(self, name: str):
+        if name == "spectra":  # records are cached one per matrix by extract.spectra itself
+            return compute.TABLES[name](self)
+        key = self.key(name)
+        stored = self.store.get(key)
+        if stored is not None:
+            return _decode(stored)
+        value = compute.TABLES[name](self)
+        if not (name == "audit" and (value["error"] != "").any()):  # a failed read may be transient: never cached
+            self.store.put(key, _encode(value))
+        return value
+
+    def fill(self, names=None) -> dict:
+        """Compute (or load) the named tables, default all. -> {name: rows or entries}"""
+        return {n: len(getattr(self, n)) for n in (names or compute.TABLES)}
+
+    # Selections the chapters share.
+    def last_step(self, run: str | None = None) -> int:
+        return self.steps[run or self.reference][-1]
+
+    def records(self, block=None, step=None, run=None, role=None) -> list[dict]:
+        """Spectrum records matching every given field (block default: the configured one;
+        "all" for every block)."""
+        block = self.block if block is None else block
+        return [x for x in self.spectra if (block == "all" or x["block"] == block) and
+                (step is None or x["step"] == step) and (run is None or x["run"] == run) and
+                (role is None or x["role"] == role)]
+
+    def pick_steps(self, n: int, run: str | None = None) -> list[int]:
+        """n steps spread evenly over the analysed ones (first and last included)."""
+        steps = self.steps[run or self.reference]
+        return [steps[int(i)] for i in np.unique(np.linspace(0, len(steps) - 1, n).round())]
+
+
+def _encode(value) -> dict:
+    """A table as arrays for the store: DataFrames by column, lists of records as JSON."""
+    if isinstance(value, pd.DataFrame):
+        return {"__frame__": value.to_json(orient="split", double_precision=17)}
+    if isinstance(value, list):
+        return {"__records__": pd.Series(value).to_json(orient="split", double_precision=17, default_handler=_array)}
+    return value
+
+
+def _array(a):
+    return a.tolist()
+
+
+def _decode(stored: dict):
+    if "__frame__" in stored:
+        return pd.read_json(io.StringIO(str(stored["__frame__"])), orient="split", dtype=False)
+    if "__records__" in stored:
+        data = pd.read_json(io.StringIO(str(stored["__records__"])), orient="split", typ="series", dtype=False)
+        return [{k: np.asarray(v) if isinstance(v, list) else v for k, v in rec.items()} for rec in data]
+    return stored
+
+
+def load(profile=None, progress: bool = False) -> Results:
+    """The results for the active settings ($QUARTO_PROFILE, or `profile`)."""
+    return Results(config.load(profile), progress)

@@ -1,0 +1,332 @@
+"""The study's claims as three-valued verdicts, each judged against measured noise.
+
+Every function takes the results' tables and returns one row per tested part:
+claim, part, run, role, measure, effect (the measured value), low/high (its interval),
+noise_low/noise_high (what noise alone gives), resolution (the smallest effect the test
+detects with 80% power, where it can be stated) and verdict (holds / does not hold /
+undecided). Nothing here is typed into prose by hand; properties that hold by construction
+(the toy's own depth trend) are figures, not rows.
+"""
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from . import intervals as iv
+
+STUDY_CLAIMS = {
+    1: "QKV and MLP spectra grow heavy tails and excess near-zero mass, early and stably; attention output stays nearer Gaussian",
+    2: "products of Gaussian matrices along residual paths reproduce it; effective depth ≈ 10-20 of 16 blocks",
+    3: "across depth, output matrices get more Gaussian, input matrices stay or get heavier-tailed",
+    4: "deduplicated and raw runs behave alike (spectra, norms, block order, activations); deduped QKV shifts more sharply",
+}
+OUTPUT_ROLES = ("attn_out", "mlp_out")  # the rest (qkv, mlp_in) read the residual stream
+STUDY_DEPTH_BAND, STUDY_LAYERS = (10, 20), 16  # the study's toy depths for pythia-1b's 16 blocks
+
+
+def _row(claim, part, run, role, measure, effect, low, high, verdict, noise=(np.nan, np.nan), resolution=np.nan):
+    return {"claim": claim, "part": part, "run": run, "role": role, "measure": measure, "effect": float(effect),
+            "low": float(low), "high": float(high), "noise_low": float(noise[0]), "noise_high": float(noise[1]),
+            "resolution": float(resolution), "verdict": verdict}
+
+
+def _values(table, **where) -> pd.Series:
+    sel = np.ones(len(table), dtype=bool)
+    for k, v in where.items():
+        sel &= (table[k] == v).to_numpy()
+    return table.loc[sel, "value"]
+
+
+def _one(table, **where) -> float:
+    v = _values(table, **where)
+    if len(v) != 1:
+        raise KeyError(f"expected one value for {where}, found {len(v)}")
+    return float(v.iloc[0])
+
+
+def excess_w1(measures, draws, level, **where) -> tuple[float, float, float]:
+    """Distance of the weights' spectrum to the Gaussian draws beyond what the draws show
+    among themselves. -> (excess, low, high): low/high from the draws' prediction band."""
+    w = _one(measures, measure="w1_gaussian", **where)
+    lo, hi = iv.prediction_band(_values(draws, kind="gaussian", measure="w1_gaussian", **where), level)
+    null = float(_values(draws, kind="gaussian", measure="w1_gaussian", **where).mean())
+    return w - null, w - hi, w - lo
+
+
+def baselines_agree(draws: pd.DataFrame, level: float) -> pd.DataFrame:
+    """Do the logistic draws' tails differ from the Gaussian draws' beyond noise? Per matrix
+    at the last step: Welch interval of mean tail(logistic) - mean tail(Gaussian)."""
+    last = draws[draws.step == draws.step.max()]
+    rows = []
+    for (run, block, role), g in last[last.measure == "tail"].groupby(["run", "block", "role"], sort=False):
+        d, lo, hi = iv.welch_interval(g[g.kind == "logistic"]["value"], g[g.kind == "gaussian"]["value"], level)
+        rows.append({"run": run, "block": block, "role": role, "difference": d, "low": lo, "high": hi,
+                     "differ": bool(lo > 0 or hi < 0)})
+    return pd.DataFrame(rows)
+
+
+def weight_distribution(measures: pd.DataFrame, draws: pd.DataFrame, block: int, level: float,
+                        formed_by: float) -> pd.DataFrame:
+    """Claim 1 on the configured block, per run and role. Tail and near-zero mass at the
+    last step against the draws' prediction band; attention output closest to Gaussian by
+    excess W1 distance; formation on training steps (tokens: constant batch)."""
+    m, d = measures[measures.block == block], draws[draws.block == block]
+    last = int(m.step.max())
+    agree = baselines_agree(d, level)
+    rows = []
+    for run in dict.fromkeys(m.run):
+        roles = list(dict.fromkeys(m[m.run == run].role))
+        at = dict(run=run, step=last, block=block)
+        for role in [r for r in roles if r != "attn_out"]:
+            for kind in ("gaussian", "logistic"):
+                if kind == "logistic" and not agree[(agree.run == run) & (agree.role == role)]["differ"].any():
+                    continue  # logistic ≈ Gaussian within noise: the same evidence, not counted twice
+                t = _one(m, measure="tail", role=role, **at)
+                band = iv.prediction_band(_values(d, kind=kind, measure="tail", role=role, **at), level)
+                mean = float(_values(d, kind=kind, measure="tail", role=role, **at).mean())
+                rows.append(_row(1, f"tail heavier than {kind} (σmax/rms)", run, role, f"σmax/rms ÷ {kind} draws'",
+                                 t / mean, t / mean, t / mean, iv.above(t, band), (band[0] / mean, band[1] / mean),
+                                 (band[1] - band[0]) / 2 / mean))
+            a = _one(m, measure="alpha", role=role, **at)
+            band = iv.prediction_band(_values(d, kind="gaussian", measure="alpha", role=role, **at), level)
+            rows.append(_row(1, "tail heavier than Gaussian (power-law α)", run, role, "α of σ² (smaller: heavier)",
+                             a, a, a, iv.below(a, band), band, (band[1] - band[0]) / 2))
+            z = _one(m, measure="near_zero", role=role, **at)
+            band = iv.prediction_band(_values(d, kind="gaussian", measure="near_zero", role=role, **at), level)
+            rows.append(_row(1, "more near-zero singular values than Gaussian", run, role,
+                             "fraction below the Gaussian draws' 10% quantile", z, z, z, iv.above(z, band), band,
+                             (band[1] - band[0]) / 2))
+        if "attn_out" in roles:
+            ex = {r: excess_w1(m, d, level, role=r, **at) for r in roles}
+            others = [r for r in roles if r != "attn_out"]
+            a = ex["attn_out"]
+            verdict = (iv.HOLDS if all(a[2] < ex[r][1] for r in others) else
+                       iv.FAILS if any(ex[r][2] < a[1] for r in others) else iv.UNDECIDED)
+            nearest = min(others, key=lambda r: ex[r][0])
+            rows.append(_row(1, "attention output is the role nearest Gaussian", run, "attn_out",
+                             f"excess W1 to Gaussian (next nearest: {nearest} {ex[nearest][0]:.3g})",
+                             a[0], a[1], a[2], verdict, (ex[nearest][1], ex[nearest][2])))
+        for role in roles:
+            rows.append(formation(m, d, run, role, block, level, formed_by))
+    return pd.DataFrame(rows)
+
+
+def formation(m, d, run, role, block, level, formed_by) -> dict:
+    """When the spectrum's excess distance to Gaussian covers half its way from
+    initialisation to the last step, as a share of training (steps: constant batch, so
+    tokens), with the interval the draws' noise allows; and whether it stays there."""
+    steps = sorted(set(m[(m.run == run) & (m.role == role)].step))
+    ex = np.array([excess_w1(m, d, level, run=run, step=s, block=block, role=role) for s in steps])
+    value, lo, hi = ex[:, 0], ex[:, 1], ex[:, 2]
+    frac = np.array(steps, dtype=float) / steps[-1]
+    part, measure = "shape forms early and then stays", f"share of training to half-way (early: ≤ {formed_by:.0%})"
+    if not lo[-1] > hi[0]:  # the final shape is not beyond the initial one's noise
+        return _row(1, part, run, role, measure, np.nan, np.nan, np.nan, iv.UNDECIDED)
+    half = value[0] + 0.5 * (value[-1] - value[0])
+    first_possible, first_sure = int(np.argmax(hi >= half)), int(np.argmax(lo >= half)) if (lo >= half).any() else len(steps) - 1
+    falls_back = bool((hi[first_sure:] < half).any())
+    stays = bool((lo[first_sure:] >= half).all())
+    if frac[first_possible] > formed_by or falls_back:
+        verdict = iv.FAILS
+    elif frac[first_sure] <= formed_by and stays:
+        verdict = iv.HOLDS
+    else:
+        verdict = iv.UNDECIDED
+    return _row(1, part, run, role, measure, frac[int(np.argmax(value >= half))], frac[first_possible],
+                frac[first_sure], verdict)
+
+
+def residual_paths(fit: pd.DataFrame, depth: pd.DataFrame, n_layers: int, level: float) -> pd.DataFrame:
+    """Claim 2 per run and role (configured block, last step): the toy at its best depth
+    (chosen on half the toy's seeds, judged on the other half) fits the weights' spectrum
+    better than every non-product control (W1 on σ/rms) beyond the draws' spread; and the
+    best toy depth lies in the study's band scaled to this model's depth."""
+    rows = []
+    lo_band, hi_band = (b * n_layers / STUDY_LAYERS for b in STUDY_DEPTH_BAND)
+    for (run, role), g in fit.groupby(["run", "role"], sort=False):
+        toy = g[g.model == "toy"]["w1"]
+        controls = {c: h["w1"] for c, h in g[g.model != "toy"].groupby("model", sort=False)}
+        best = min(controls, key=lambda c: controls[c].mean())
+        eff, lo, hi = iv.welch_interval(controls[best], toy, level)
+        se = (hi - lo) / 2 / scipy.stats.norm.ppf(0.5 + level / 2)
+        rows.append(_row(2, "toy fits better than non-product controls", run, role,
+                         f"W1(best control: {best}) − W1(toy)", eff, lo, hi, iv.positive(lo, hi),
+                         resolution=iv.detectable(se, level)))
+        r = depth[(depth.run == run) & (depth.role == role)].iloc[0]
+        verdict = (iv.HOLDS if lo_band <= r["low"] and r["high"] <= hi_band else
+                   iv.FAILS if r["high"] < lo_band or r["low"] > hi_band else iv.UNDECIDED)
+        rows.append(_row(2, f"best toy depth in the study's band ({lo_band:.3g}–{hi_band:.3g} of {n_layers})", run, role,
+                         f"toy depth L (mean path length {r['mean_path_length']:.3g})", r["depth"], r["low"], r["high"],
+                         verdict, (lo_band, hi_band)))
+    return pd.DataFrame(rows)
+
+
+def depth_slope(values: pd.DataFrame, n: int, level: float, seed: int) -> tuple[float, float, float, float]:
+    """OLS slope of value on block, pooled over runs, with a bootstrap interval that
+    resamples blocks (each block keeps every run's value). values: (run, block, value)."""
+    wide = values.pivot_table(index="block", columns="run", values="value").sort_index()
+    blocks, y = wide.index.to_numpy(dtype=float), wide.to_numpy()
+
+    def slope(idx):
+        x = np.repeat(blocks[idx], y.shape[1])
+        if np.ptp(x) == 0:
+            return np.nan
+        return float(np.polyfit(x, y[idx].ravel(), 1)[0])
+
+    return iv.bootstrap(len(blocks), slope, n, level, seed)
+
+
+def depth_trends(measures: pd.DataFrame, draws: pd.DataFrame, runs: list[str], level: float, n_boot: int,
+                 seed: int) -> pd.DataFrame:
+    """Claim 3 at the last step, every block, pooled over the reference and its replicas:
+    output matrices' excess distance to Gaussian falls with block; input matrices' tail
+    (σmax/rms ratio to the Gaussian draws, and α) does not get lighter with block."""
+    last = int(measures.step.max())
+    m, d = measures[(measures.step == last) & measures.run.isin(runs)], draws[(draws.step == last) & draws.run.isin(runs)]
+    rows = []
+    for role in dict.fromkeys(m.role):
+        blocks = sorted(set(m[m.role == role].block))
+        n_blocks = len(blocks)
+        if role in OUTPUT_ROLES:
+            vals = pd.DataFrame([{"run": r, "block": b, "value": excess_w1(m, d, level, run=r, step=last, block=b, role=role)[0]}
+                                 for r in runs for b in blocks])
+            est, lo, hi, se = depth_slope(vals, n_boot, level, seed)
+            rows.append(_row(3, "output matrix nearer Gaussian in later blocks", "+".join(runs), role,
+                             "slope of excess W1 to Gaussian per block", est, lo, hi, iv.negative(lo, hi),
+                             resolution=iv.detectable(se, level)))
+            continue
+        ratio = pd.DataFrame([{"run": r, "block": b, "value": _one(m, measure="tail", run=r, block=b, role=role) /
+                               float(_values(d, kind="gaussian", measure="tail", run=r, block=b, role=role).mean())}
+                              for r in runs for b in blocks])
+        alpha = m[(m.measure == "alpha") & (m.role == role)][["run", "block", "value"]]
+        for vals, measure, heavier in ((ratio, "slope of σmax/rms ratio to Gaussian per block", iv.positive),
+                                       (alpha, "slope of α per block (smaller: heavier)", iv.negative)):
+            est, lo, hi, se = depth_slope(vals, n_boot, level, seed)
+            verdict = heavier(lo, hi)
+            # "Stays or gets heavier": heavier beyond noise holds, lighter beyond noise does not,
+            # flat or unclear is undecided ("stays" cannot be confirmed, only not refuted).
+            rows.append(_row(3, "input matrix same or heavier-tailed in later blocks", "+".join(runs), role, measure,
+                             est, lo, hi, verdict, resolution=iv.detectable(se, level)))
+    out = pd.DataFrame(rows)
+    out["blocks"] = len(set(m.block))
+    return out
+
+
+def diverged_from(distances: pd.DataFrame, treatment: str, share: float) -> int:
+    """First step from which the treatment's weights are at least `share` of their final
+    relative distance from the reference's (mean over the analysed matrices): before it the
+    two runs are still near copies of their shared initial weights."""
+    g = distances[(distances.run == treatment) & (distances.measure == "weight_distance")]
+    curve = g.groupby("step")["value"].mean().sort_index()
+    return int(curve.index[int(np.argmax(curve.to_numpy() >= share * curve.iloc[-1]))])
+
+
+def _ratio_test(claim, part, measure, t: np.ndarray, r: np.ndarray, n_boot, level, seed, role="all"):
+    """'Alike': treatment-reference differences t (units, ...) are no larger than the
+    replica-reference differences r (units, ...): ratio of means with a bootstrap over units.
+    Holds if the whole interval is ≤ 1, does not hold if it is > 1."""
+    t, r = t.reshape(len(t), -1), r.reshape(len(r), -1)
+    est, lo, hi, se = iv.bootstrap(len(t), lambda i: np.nanmean(t[i]) / np.nanmean(r[i]), n_boot, level, seed)
+    verdict = iv.HOLDS if hi <= 1 else iv.FAILS if lo > 1 else iv.UNDECIDED
+    return _row(claim, part, "treatment vs replica", role, measure, est, lo, hi, verdict, (0.0, 1.0),
+                iv.detectable(se, level))
+
+
+def deduplication(measures, distances, activations, roles: dict, block_steps: list, level, n_boot, seed,
+                  share: float) -> tuple[pd.DataFrame, int]:
+    """Claim 4: the treatment differs from the reference no more than a replica does, after
+    the runs have diverged (`diverged_from`), in spectra (W1 on σ/rms), per-block norm
+    trajectories, block orderings by norm and residual-stream histograms; and the
+    treatment's QKV norms shift more sharply (per share of training) than the reference's,
+    beyond the replica's difference. -> (rows, first diverged step)"""
+    ref = next(r for r, k in roles.items() if k == "reference")
+    treat = next(r for r, k in roles.items() if k == "treatment")
+    reps = [r for r, k in roles.items() if k == "replica"]
+    start = diverged_from(distances, treat, share)
+    steps = [s for s in block_steps if s >= start]
+    dist = distances[distances.step.isin(steps)]
+    rows = []
+
+    def cube(run, measure):  # (blocks, roles x steps)
+        return dist[(dist.run == run) & (dist.measure == measure)].pivot_table(
+            index="block", columns=["role", "step"], values="value").sort_index()
+
+    t = cube(treat, "w1_spectrum")
+    r = np.mean([cube(x, "w1_spectrum").reindex_like(t).to_numpy() for x in reps], axis=0)
+    rows.append(_ratio_test(4, "spectra alike", "W1(σ/rms) to reference: treatment ÷ replica", t.to_numpy(), r,
+                            n_boot, level, seed))
+    fro = measures[(measures.measure == "frobenius") & measures.step.isin(steps)]
+    logn = {run: np.log(fro[fro.run == run].pivot_table(index="block", columns=["role", "step"], values="value").sort_index())
+            for run in (ref, treat, *reps)}
+    t = np.abs(logn[treat] - logn[ref]).to_numpy()
+    r = np.mean([np.abs(logn[x] - logn[ref]).reindex_like(logn[treat]).to_numpy() for x in reps], axis=0)
+    rows.append(_ratio_test(4, "norm trajectories alike", "|Δ log‖W‖_F| to reference: treatment ÷ replica", t, r,
+                            n_boot, level, seed))
+    units_t, units_r = [], []
+    for role in dict.fromkeys(fro.role):
+        for step in steps:
+            order = {run: logn[run][(role, step)].to_numpy() for run in logn}
+            if len(order[ref]) > 2:
+                units_t.append(1 - scipy.stats.kendalltau(order[treat], order[ref]).statistic)
+                units_r.append(np.mean([1 - scipy.stats.kendalltau(order[x], order[ref]).statistic for x in reps]))
+    if units_t:
+        rows.append(_ratio_test(4, "block orderings alike", "1 − Kendall τ of block order by norm: treatment ÷ replica",
+                                np.array(units_t), np.array(units_r), n_boot, level, seed, role="by (role, step)"))
+    if activations:
+        from .activations import js_distance
+
+        by = {(a["run"], a["step"]): a["hist"] for a in activations}
+        act_steps = [s for s in sorted({s for _, s in by}) if s >= start and all((x, s) in by for x in (ref, treat, *reps))]
+        if act_steps:
+            n_blocks = by[(ref, act_steps[0])].shape[0]
+            t = np.array([[js_distance(by[(treat, s)][b], by[(ref, s)][b]) for s in act_steps] for b in range(n_blocks)])
+            r = np.array([[np.mean([js_distance(by[(x, s)][b], by[(ref, s)][b]) for x in reps]) for s in act_steps]
+                          for b in range(n_blocks)])
+            rows.append(_ratio_test(4, "residual-stream histograms alike", "JS distance to reference: treatment ÷ replica",
+                                    t, r, n_boot, level, seed, role="all blocks"))
+    qkv = fro[fro.role == "qkv"]
+    if len(qkv):
+        s = {run: sharpness(measures[(measures.measure == "frobenius") & (measures.role == "qkv") & (measures.run == run)],
+                            start) for run in (ref, treat, *reps)}
+        blocks = s[ref].index
+        dt = (s[treat] - s[ref]).reindex(blocks).to_numpy()
+        dr = np.mean([(s[x] - s[ref]).reindex(blocks).to_numpy() for x in reps], axis=0)
+        est, lo, hi, se = iv.bootstrap(len(blocks), lambda i: dt[i].mean(), n_boot, level, seed)
+        _, rlo, rhi, _ = iv.bootstrap(len(blocks), lambda i: dr[i].mean(), n_boot, level, seed)
+        noise = max(abs(rlo), abs(rhi))
+        verdict = iv.HOLDS if lo > noise else iv.FAILS if hi < -noise else iv.UNDECIDED
+        rows.append(_row(4, "treatment QKV norms shift more sharply", "treatment − reference", "qkv",
+                         "steepest norm change per share of training ÷ range", est, lo, hi, verdict, (-noise, noise),
+                         iv.detectable(se, level)))
+    return pd.DataFrame(rows), start
+
+
+def sharpness(fro: pd.DataFrame, start: int) -> pd.Series:
+    """Per block: the steepest change of the norm trajectory between checkpoints at or after
+    `start`, per share of training, as a share of the trajectory's range (1: the whole
+    range covered at the pace of one training run). Steps, not checkpoint indices, so
+    uneven checkpoint spacing does not leak in."""
+    out = {}
+    for block, g in fro.groupby("block"):
+        g = g.sort_values("step")
+        x, t = g["value"].to_numpy(), g["step"].to_numpy(dtype=float) / g["step"].max()
+        keep = g["step"].to_numpy() >= start
+        span = np.ptp(x) or 1.0
+        slopes = np.abs(np.diff(x[keep])) / np.diff(t[keep])
+        out[block] = float(slopes.max() / span) if len(slopes) else np.nan
+    return pd.Series(out).sort_index()
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim part: how many of its rows hold, do not hold or are undecided, the
+    range of effects, and the part's verdict (all rows agree: that verdict; else mixed)."""
+    rows = []
+    for (claim, part), g in table.groupby(["claim", "part"], sort=False):
+        counts = g["verdict"].value_counts()
+        verdicts = set(g["verdict"])
+        rows.append({"claim": claim, "part": part, "measure": g["measure"].iloc[0].split(" (next")[0],
+                     "effect": f"{g['effect'].min():.3g}" + (f" – {g['effect'].max():.3g}" if len(g) > 1 else ""),
+                     "holds": int(counts.get(iv.HOLDS, 0)), "does not hold": int(counts.get(iv.FAILS, 0)),
+                     "undecided": int(counts.get(iv.UNDECIDED, 0)),
+                     "verdict": verdicts.pop() if len(verdicts) == 1 else "mixed"})
+    return pd.DataFrame(rows)
