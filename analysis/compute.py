@@ -44,12 +44,18 @@ def _spectra(r):
     return extract.spectra(r.cfg, r.runs, plan, r.progress)
 
 
+def _measure_tables(r):
+    if "_measure_tables" not in r.__dict__:  # one pass gives both tables
+        r.__dict__["_measure_tables"] = measures.tables(r.spectra, NEAR_ZERO_Q)
+    return r.__dict__["_measure_tables"]
+
+
 def _measures(r):
-    return measures.tables(r.spectra, NEAR_ZERO_Q)[0]
+    return _measure_tables(r)[0]
 
 
 def _draws(r):
-    return measures.tables(r.spectra, NEAR_ZERO_Q)[1]
+    return _measure_tables(r)[1]
 
 
 def _run_distances(r):
@@ -73,14 +79,19 @@ def _last_block_records(r):
     return [x for x in r.spectra if x["block"] == r.block and x["step"] == last[x["run"]]]
 
 
+def _toy_tables(r):
+    if "_toy_tables" not in r.__dict__:
+        r.__dict__["_toy_tables"] = experiments.toy_against_controls(
+            r.runs, _last_block_records(r), r.toy, r.toy_width, r.cfg["verdicts"]["draws"], r.cfg["seed"])
+    return r.__dict__["_toy_tables"]
+
+
 def _toy_fit(r):
-    return experiments.toy_against_controls(r.runs, _last_block_records(r), r.toy, r.toy_width,
-                                            r.cfg["verdicts"]["draws"], r.cfg["seed"])[0]
+    return _toy_tables(r)[0]
 
 
 def _toy_depth(r):
-    return experiments.toy_against_controls(r.runs, _last_block_records(r), r.toy, r.toy_width,
-                                            r.cfg["verdicts"]["draws"], r.cfg["seed"])[1]
+    return _toy_tables(r)[1]
 
 
 def _effective_depths(r):
@@ -128,7 +139,7 @@ def _verdicts(r):
              verdicts.depth_trends(r.measures, r.draws, same_process, level, v["bootstrap"], r.cfg["seed"])]
     if r.of_role("treatment") and r.of_role("replica"):
         steps = sorted(set(r.steps[r.reference]))
-        parts.append(verdicts.deduplication(r.measures, r.run_distances, r.activations, r.roles, steps, level,
+        parts.append(verdicts.deduplication(r.measures, r.run_distances, r.activations, r.names, steps, level,
                                             v["bootstrap"], r.cfg["seed"], v["diverged"])[0])
     return pd.concat(parts, ignore_index=True)
 

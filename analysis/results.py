@@ -9,7 +9,7 @@ for (and what they depend on), so a chapter rendered alone fills what it reads.
 `python -m analysis compute` asks for all of them.
 """
 
-import io
+import json
 from functools import cached_property
 
 import numpy as np
@@ -136,24 +136,34 @@ class Results:
 
 
 def _encode(value) -> dict:
-    """A table as arrays for the store: DataFrames by column, lists of records as JSON."""
+    """A table as arrays for the store, exactly (binary floats): a DataFrame column by
+    column (object columns as JSON text), a list of records field by field."""
     if isinstance(value, pd.DataFrame):
-        return {"__frame__": value.to_json(orient="split", double_precision=17)}
+        text = [not pd.api.types.is_numeric_dtype(value[c]) for c in value.columns]
+        out = {"__frame__": json.dumps([[str(c), t] for c, t in zip(value.columns, text)])}
+        for i, (c, t) in enumerate(zip(value.columns, text)):
+            out[f"c{i}"] = json.dumps(value[c].tolist()) if t else value[c].to_numpy()
+        return out
     if isinstance(value, list):
-        return {"__records__": pd.Series(value).to_json(orient="split", double_precision=17, default_handler=_array)}
+        out = {"__records__": len(value)}
+        for i, rec in enumerate(value):
+            out.update({f"r{i}.{k}": v for k, v in rec.items()})
+        return out
     return value
-
-
-def _array(a):
-    return a.tolist()
 
 
 def _decode(stored: dict):
     if "__frame__" in stored:
-        return pd.read_json(io.StringIO(str(stored["__frame__"])), orient="split", dtype=False)
+        cols = json.loads(stored["__frame__"])
+        return pd.DataFrame({name: (json.loads(stored[f"c{i}"]) if is_text else stored[f"c{i}"])
+                             for i, (name, is_text) in enumerate(cols)})
     if "__records__" in stored:
-        data = pd.read_json(io.StringIO(str(stored["__records__"])), orient="split", typ="series", dtype=False)
-        return [{k: np.asarray(v) if isinstance(v, list) else v for k, v in rec.items()} for rec in data]
+        recs = [{} for _ in range(int(stored["__records__"]))]
+        for k, v in stored.items():
+            if k.startswith("r"):
+                i, field = k[1:].split(".", 1)
+                recs[int(i)][field] = v
+        return recs
     return stored
 
 

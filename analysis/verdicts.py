@@ -84,7 +84,7 @@ def weight_distribution(measures: pd.DataFrame, draws: pd.DataFrame, block: int,
                 t = _one(m, measure="tail", role=role, **at)
                 band = iv.prediction_band(_values(d, kind=kind, measure="tail", role=role, **at), level)
                 mean = float(_values(d, kind=kind, measure="tail", role=role, **at).mean())
-                rows.append(_row(1, f"tail heavier than {kind} (σmax/rms)", run, role, f"σmax/rms ÷ {kind} draws'",
+                rows.append(_row(1, f"tail heavier than {kind.capitalize()} (σmax/rms)", run, role, f"σmax/rms ÷ {kind} draws'",
                                  t / mean, t / mean, t / mean, iv.above(t, band), (band[0] / mean, band[1] / mean),
                                  (band[1] - band[0]) / 2 / mean))
             a = _one(m, measure="alpha", role=role, **at)
@@ -199,13 +199,14 @@ def depth_trends(measures: pd.DataFrame, draws: pd.DataFrame, runs: list[str], l
                                float(_values(d, kind="gaussian", measure="tail", run=r, block=b, role=role).mean())}
                               for r in runs for b in blocks])
         alpha = m[(m.measure == "alpha") & (m.role == role)][["run", "block", "value"]]
-        for vals, measure, heavier in ((ratio, "slope of σmax/rms ratio to Gaussian per block", iv.positive),
-                                       (alpha, "slope of α per block (smaller: heavier)", iv.negative)):
+        for vals, what, measure, heavier in (
+                (ratio, "σmax/rms ratio", "slope of σmax/rms ratio to Gaussian per block", iv.positive),
+                (alpha, "α", "slope of α per block (smaller α: heavier)", iv.negative)):
             est, lo, hi, se = depth_slope(vals, n_boot, level, seed)
             verdict = heavier(lo, hi)
             # "Stays or gets heavier": heavier beyond noise holds, lighter beyond noise does not,
             # flat or unclear is undecided ("stays" cannot be confirmed, only not refuted).
-            rows.append(_row(3, "input matrix same or heavier-tailed in later blocks", "+".join(runs), role, measure,
+            rows.append(_row(3, f"input matrix same or heavier-tailed in later blocks ({what})", "+".join(runs), role, measure,
                              est, lo, hi, verdict, resolution=iv.detectable(se, level)))
     out = pd.DataFrame(rows)
     out["blocks"] = len(set(m.block))

@@ -9,7 +9,20 @@ _palette = sns.color_palette("colorblind")
 ROLE_COLORS = {"qkv": _palette[0], "attn_out": _palette[1], "mlp_in": _palette[2], "mlp_out": _palette[4]}
 ROLE_LABELS = {"qkv": "attention QKV", "attn_out": "attention output", "mlp_in": "MLP in", "mlp_out": "MLP out"}
 TOY_COLOR = "0.35"
-RUN_STYLES = {"raw": {"linestyle": "-"}, "deduped": {"linestyle": "--"}}
+# Line style by a run's declared role (analysis.runs), never by its name.
+RUN_STYLES = {"reference": {"linestyle": "-"}, "treatment": {"linestyle": "--"}, "replica": {"linestyle": ":"}}
+BAND_ALPHA = 0.2  # shaded noise bands (baseline draws, seeds, replicas)
+
+
+def run_style(role: str) -> dict:
+    """Line keywords for a run of `role` (reference, treatment or replica)."""
+    return RUN_STYLES[role]
+
+
+def runs_legend(roles: dict) -> str:
+    """'solid: raw (reference), dashed: deduped (treatment), ...' for captions and legend titles."""
+    names = {"-": "solid", "--": "dashed", ":": "dotted"}
+    return ", ".join(f"{names[RUN_STYLES[role]['linestyle']]}: {run} ({role})" for run, role in roles.items())
 BASELINES = {
     "gaussian": {"color": "0.15", "linestyle": "-", "linewidth": 1.2, "label": "Gaussian fit, sampled"},
     "logistic": {"color": "0.45", "linestyle": "--", "linewidth": 1.2, "label": "logistic fit, sampled"},
