@@ -12,7 +12,7 @@ from . import activations as act
 from . import audit, experiments, extract, measures, residual, verdicts
 from .architectures import resolve_block, tensor_names
 from .backend import array_module
-from .checkpoints import select_steps
+from .checkpoints import describe, select_steps
 from .store import Store, key_digest
 
 NEAR_ZERO_Q = 0.1  # "near zero": below the Gaussian draws' 10th percentile
@@ -148,8 +148,16 @@ def _diverged(r):
     return {"step": np.int64(verdicts.diverged_from(r.run_distances, r.of_role("treatment")[0], r.cfg["verdicts"]["diverged"]))}
 
 
+def _run_info(r):
+    return pd.DataFrame(describe(r.cfg))
+
+
+def _baseline_agreement(r):
+    return verdicts.baselines_agree(r.draws[r.draws.block == r.block], r.cfg["verdicts"]["level"])
+
+
 TABLES = {
-    "audit": _audit, "spectra": _spectra, "measures": _measures, "draws": _draws, "run_distances": _run_distances,
+    "run_info": _run_info, "baseline_agreement": _baseline_agreement, "audit": _audit, "spectra": _spectra, "measures": _measures, "draws": _draws, "run_distances": _run_distances,
     "toy": _toy, "toy_curves": _toy_curves, "toy_fit": _toy_fit, "toy_depth": _toy_depth,
     "effective_depths": _effective_depths, "activations": _activations, "qkv_parts": _qkv_parts,
     "baselines_vs_mp": _baselines_vs_mp, "verdicts": _verdicts, "diverged": _diverged,
