@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ROLES
+from .config import ROLES, ConfigError
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,23 @@ def for_config(config: dict, where: str = "config.json") -> Architecture:
     if model_type not in ARCHITECTURES:
         raise ValueError(f"{where}: model_type {model_type!r} is not supported; known: {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[model_type]
+
+
+def middle_block(n_layers: int) -> int:
+    """The study's block: n_layers // 2 (block 8 of pythia-1b's 16)."""
+    return n_layers // 2
+
+
+def resolve_block(block_setting, n_layers: int) -> int:
+    """The `analysis.block` setting ("middle" or a block index) for a model of n_layers blocks."""
+    if block_setting == "middle":
+        return middle_block(n_layers)
+    # bool is an int to Python; `block: true` is a typo, not block 1.
+    if isinstance(block_setting, bool) or not isinstance(block_setting, (int, np.integer)):
+        raise ConfigError(f"analysis.block: expected 'middle' or an integer, got {block_setting!r}")
+    if not 0 <= block_setting < n_layers:
+        raise ConfigError(f"analysis.block: block {block_setting} does not exist; the model has blocks 0..{n_layers - 1}")
+    return int(block_setting)
 
 
 def tensor_names(arch: Architecture, role: str, block: int, n_layers: int) -> tuple[str, ...]:

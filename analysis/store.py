@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io_utils import atomic_path
+from .files import atomic_path
 
 
 def key_digest(key: dict) -> str:

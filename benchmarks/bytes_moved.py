@@ -14,8 +14,9 @@ import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from analysis.architectures import middle_block  # noqa: E402
 from analysis.checkpoints import Checkpoint  # noqa: E402
-from tests.http_range_server import RangeServer  # noqa: E402
+from analysis.testing.http_range_server import RangeServer  # noqa: E402
 
 ROLES = ("qkv", "attn_out", "mlp_in", "mlp_out")
 
@@ -37,7 +38,7 @@ def main():
             for fmt in ("safetensors", "bin"):
                 srv.reset()
                 ck = Checkpoint(f"{srv.url}/{fmt}", 0, fs=fs)
-                block = ck.n_layers // 2
+                block = middle_block(ck.n_layers)
                 asked = sum(ck.matrix(role, block).nbytes for role in ROLES)
                 moved = srv.file_bytes
                 size = fs.size(f"{srv.url}/{fmt}/{ck.weights_file}")

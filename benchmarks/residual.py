@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from analysis import residual
+from analysis import backend, residual
 
 
 def timed(fn):
@@ -48,13 +48,8 @@ def cpu(a):
 
 
 def gpu(a):
-    try:
-        import cupy as cp
-
-        gpu = cp.cuda.is_available()
-    except Exception:
-        gpu = False
-    if not gpu:
+    cp = backend.cupy_or_none()
+    if cp is None:
         print("no CUDA device: GPU part skipped")
         return
     depth, seeds = a.gpu_depth or a.depth, a.gpu_seeds or a.seeds

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.stats
 
-from analysis import shape, spectra
+from analysis import backend, shape, spectra
 
 PYTHIA_1B = {"qkv": (6144, 2048), "attn_out": (2048, 2048), "mlp_in": (8192, 2048), "mlp_out": (2048, 8192)}
 
@@ -92,9 +92,9 @@ def cpu(args):
 def gpu(args):
     import json
 
-    import cupy as cp
     import torch
 
+    cp = backend.array_module("cupy")
     xp, sync, t0 = cp, cp.cuda.Device().synchronize, time.perf_counter()
     report = {"device": cp.cuda.runtime.getDeviceProperties(0)["name"].decode(), "cupy": cp.__version__,
               "torch": torch.__version__, "routes": {}, "roles": {}}
@@ -238,13 +238,7 @@ def main():
             args.weightwatcher = False
     if not args.gpu_only:
         cpu(args)
-    try:
-        import cupy
-
-        has_gpu = cupy.cuda.is_available()
-    except Exception:
-        has_gpu = False
-    if has_gpu:
+    if backend.cupy_or_none() is not None:
         gpu(args)
     else:
         print("no CUDA device: GPU part skipped")

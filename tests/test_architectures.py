@@ -5,6 +5,7 @@ from transformers import GPTNeoXConfig
 from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXForCausalLM
 
 from analysis import architectures
+from analysis.config import ConfigError
 
 
 def tiny_neox(n_heads=4, d=32):
@@ -94,3 +95,21 @@ def test_llama_qkv_role_stacks_the_three_projections(tmp_path):
     np.testing.assert_array_equal(v, attn.v_proj.weight.detach().numpy())
     assert ck.matrix("mlp_in", 0).shape == (128, 32)  # gate and up stacked
     assert ck.matrix("attn_out", 0).shape == (32, 32)
+
+
+def test_middle_block_is_the_studys_n_layers_over_two():
+    assert architectures.middle_block(16) == 8  # pythia-1b
+    assert architectures.middle_block(24) == 12  # pythia-1.4b
+    assert architectures.middle_block(5) == 2
+
+
+def test_block_setting_resolves_or_names_analysis_block():
+    assert architectures.resolve_block("middle", 16) == 8
+    assert architectures.resolve_block(0, 16) == 0 and architectures.resolve_block(15, 16) == 15
+    assert architectures.resolve_block(np.int64(3), 16) == 3
+    for bad in (16, -1):
+        with pytest.raises(ConfigError, match=rf"analysis.block: block {bad} does not exist; the model has blocks 0..15"):
+            architectures.resolve_block(bad, 16)
+    for bad in ("last", True, 2.0):
+        with pytest.raises(ConfigError, match="analysis.block: expected 'middle' or an integer"):
+            architectures.resolve_block(bad, 16)

@@ -14,8 +14,7 @@ from safetensors.torch import save_file
 
 from analysis.checkpoints import Checkpoint, CheckpointError
 from analysis.checkpoints.tensor_cache import TensorCache
-
-from .http_range_server import RangeServer
+from analysis.testing.http_range_server import RangeServer
 
 CONFIG = {"model_type": "gpt_neox", "num_hidden_layers": 2, "num_attention_heads": 2}
 

@@ -13,8 +13,8 @@ from huggingface_hub.hf_api import GitRefInfo, GitRefs
 
 from analysis.checkpoints import CheckpointError
 from analysis.checkpoints.hub import SUITE_RULES, HubRun, steps_from_branches
+from analysis.testing.http_range_server import RangeServer
 
-from .http_range_server import RangeServer
 from .test_formats import sample_tensors, write_folder
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "hub-refs-pythia.json").read_text())

@@ -10,8 +10,8 @@ import json
 import re
 from pathlib import Path
 
-from ..io_utils import atomic_path
-from . import Checkpoint, CheckpointError
+from ..files import atomic_path
+from .checkpoint import Checkpoint, CheckpointError
 from .tensor_cache import TensorCache, offline
 
 # Revision naming rules: branch regex whose first group is the training step.

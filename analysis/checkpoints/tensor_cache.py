@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io_utils import atomic_path
+from ..files import atomic_path
 
 
 def offline() -> bool:
@@ -35,7 +35,7 @@ class TensorCache:
         if path.is_file():
             return np.load(path)
         if offline():
-            from . import CheckpointError
+            from .checkpoint import CheckpointError
 
             raise CheckpointError(f"HF_HUB_OFFLINE is set and tensor {name!r} of {cache_id} is not in the "
                                   f"local cache ({path}); run once with network access to fetch it")

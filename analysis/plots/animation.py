@@ -6,7 +6,7 @@ import imageio_ffmpeg
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from ..io_utils import atomic_path
+from ..files import atomic_path
 
 
 def rgb(fig) -> np.ndarray:

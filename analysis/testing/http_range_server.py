@@ -1,4 +1,5 @@
-"""A local HTTP server on 127.0.0.1 that serves a folder with Range support and counts bytes."""
+"""A local HTTP server on 127.0.0.1 that serves a folder with Range support and counts bytes:
+the hub's byte-range reads, without the network, for tests and benchmarks/bytes_moved.py."""
 
 import http.server
 import os

