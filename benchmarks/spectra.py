@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.stats
 
-from analysis import backend, shape, spectra
+from analysis import backend, baselines, config, measures, spectra
 
 PYTHIA_1B = {"qkv": (6144, 2048), "attn_out": (2048, 2048), "mlp_in": (8192, 2048), "mlp_out": (2048, 8192)}
 
@@ -77,7 +77,7 @@ def cpu(args):
             totals["numpy"] += t_np
             line = f"{role:9s} {shp[0]:>5d}x{shp[1]:<5d} {kind:7s} {t_ours:7.3f} {t_np:7.3f} {t_np / t_ours:6.1f} {err:9.1e}"
             if args.weightwatcher:
-                t_oa, fit = best_time(lambda: shape.powerlaw_alpha(spectra.singular_values(w)), args.repeats)
+                t_oa, fit = best_time(lambda: measures.powerlaw_alpha(spectra.singular_values(w)), args.repeats)
                 t_ww, details = weightwatcher_time(w, args.repeats)
                 totals["ours_alpha"] += t_oa
                 totals["ww"] += t_ww
@@ -204,14 +204,16 @@ def gpu(args):
         print(f"sweep ({mode}): {steps} steps x 16 blocks x 4 roles x (weights + baseline) = {steps * 128} "
               f"matrices in {took:.1f} s; 154 steps would take {took * 154 / steps / 60:.1f} min", flush=True)
 
-    # 4. What compute.spectra does per matrix: the weights + Gaussian, logistic and shuffled
-    # baselines drawn on the device (the logistic fit runs on the host, on 2e5 entries).
-    report["with_baselines"] = {}
+    # 4. What compute does per matrix: the weights + `verdicts.draws` draws each of the
+    # Gaussian, logistic and shuffled baselines on the device (the logistic fit runs on the
+    # host, on 2e5 entries).
+    draws = config.DEFAULTS["verdicts"]["draws"]
+    report["with_draws"] = {"draws": draws}
     for role, (m, n) in shapes.items():
         dev = cp.asarray(matrix((m, n), "heavy", seed=1).astype(np.float32))
-        t, _ = best_time(lambda: (spectra.with_baselines(dev, 0, xp), sync()), 1)
-        report["with_baselines"][role] = t
-        print(f"with_baselines {role:9s} {m:>5d}x{n:<5d}: {t:.2f} s", flush=True)
+        t, _ = best_time(lambda: (baselines.with_draws(dev[None], [(role,)], 0, draws, xp), sync()), 1)
+        report["with_draws"][role] = t
+        print(f"with_draws ({draws}) {role:9s} {m:>5d}x{n:<5d}: {t:.2f} s", flush=True)
     print(f"GPU part took {time.perf_counter() - t0:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
