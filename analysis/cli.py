@@ -18,17 +18,20 @@ def _train_tiny(cfg, args) -> int:
 
 
 def _compute(cfg, args) -> int:
-    from . import compute
+    from .results import CHAPTER_TABLES, Results
 
+    chapter = getattr(args, "chapter", None)
+    if chapter is not None and chapter not in CHAPTER_TABLES:
+        raise config.ConfigError(f"--chapter {chapter!r}: expected one of {', '.join(CHAPTER_TABLES)}")
     start = time.time()
-    done = compute.fill(cfg, chapter=getattr(args, "chapter", None))
-    print(f"{done['spectra']} spectra, {done['measures']} measure values and the toy model cached under "
-          f"{cfg['cache_dir']} ({time.time() - start:.1f} s)")
+    done = Results(cfg, progress=True).fill(CHAPTER_TABLES[chapter] if chapter else None)
+    print(f"{len(done)} tables ({', '.join(done)}) cached under {cfg['cache_dir']} ({time.time() - start:.1f} s)")
     return 0
 
 
 def _audit(cfg, args) -> int:
-    from . import audit, compute
+    from . import audit
+    from .results import Results
 
     if args.repos:
         from .checkpoints.hub import HubRun
@@ -37,7 +40,7 @@ def _audit(cfg, args) -> int:
         # Content hashes come from LFS metadata: no weights are downloaded.
         table = audit.audit(runs, tensors_for=lambda run: [])
     else:
-        table = compute.audit_table(cfg)
+        table = Results(cfg).audit
     flagged = table[table["flag"] != ""]
     print(table.assign(content_hash=table["content_hash"].str[:12]).to_string(index=False))
     print(f"{len(table)} steps audited, {len(flagged)} flagged")
@@ -70,7 +73,7 @@ def main(argv=None) -> int:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--profile", default=None, help="Quarto profile(s), comma-separated (default: $QUARTO_PROFILE)")
         if name == "compute":
-            p.add_argument("--chapter", default=None, help="only what this chapter reads (weight-distribution, ...)")
+            p.add_argument("--chapter", default=None, help="only the tables this chapter reads (index, weight-distribution, ...)")
         if name == "audit":
             p.add_argument("repos", nargs="*", help="hub repo ids (default: the configured runs)")
     args = parser.parse_args(argv)

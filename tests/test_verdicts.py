@@ -1,0 +1,153 @@
+"""Every verdict rule can come out each way (holds, does not hold, undecided) on data built
+to land on each side of its noise."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import intervals as iv
+from analysis import verdicts
+
+RNG = np.random.default_rng(0)
+K = 8  # draws
+
+
+def synthetic(tail: float, alpha: float, near: float, w1: dict, roles=("qkv", "attn_out"), noise=0.01):
+    """measures/draws tables for one run, block 0, steps w1 gives: Gaussian draws centred on
+    tail 1.5, alpha 8, near_zero 0.1, w1 0.05 with spread `noise`; the weights' values as given
+    (w1: {step: excess W1 for every role}; attn_out gets half of it)."""
+    m, d = [], []
+    for step, ex in w1.items():
+        for role in roles:
+            e = ex / 2 if role == "attn_out" else ex
+            ids = ("run", step, 0, role)
+            m += [(*ids, "tail", tail), (*ids, "alpha", alpha), (*ids, "near_zero", near), (*ids, "w1_gaussian", 0.05 + e)]
+            for kind in ("gaussian", "logistic"):
+                for k in range(K):
+                    z = RNG.standard_normal(4) * noise
+                    d += [(*ids, kind, k, "tail", 1.5 + z[0]), (*ids, kind, k, "alpha", 8 + 10 * z[1]),
+                          (*ids, kind, k, "near_zero", 0.1 + z[2]), (*ids, kind, k, "w1_gaussian", 0.05 + z[3])]
+    cols = ["run", "step", "block", "role"]
+    return (pd.DataFrame(m, columns=[*cols, "measure", "value"]),
+            pd.DataFrame(d, columns=[*cols, "kind", "draw", "measure", "value"]))
+
+
+def verdict(table, part, role="qkv"):
+    row = table[table.part.str.startswith(part) & (table.role == role)]
+    assert len(row) == 1, (part, table[["part", "role"]])
+    return row["verdict"].iloc[0]
+
+
+RISING_EARLY = {0: 0.0, 10: 0.5, 20: 0.6, 100: 0.6}
+
+
+@pytest.mark.parametrize("tail,alpha,near,expected", [
+    (2.0, 3.0, 0.3, iv.HOLDS),  # beyond the draws' band on the claimed side
+    (1.0, 20.0, 0.0, iv.FAILS),  # beyond it on the other side
+    (1.5, 8.0, 0.1, iv.UNDECIDED),  # inside the band
+])
+def test_claim1_tail_and_near_zero_parts_follow_the_draws_band(tail, alpha, near, expected):
+    m, d = synthetic(tail, alpha, near, RISING_EARLY)
+    t = verdicts.weight_distribution(m, d, 0, 0.95, 0.25)
+    assert verdict(t, "tail heavier than Gaussian (σmax") == expected
+    assert verdict(t, "tail heavier than Gaussian (power-law") == expected
+    assert verdict(t, "more near-zero") == expected
+
+
+def test_claim1_logistic_is_not_counted_when_it_matches_gaussian():
+    m, d = synthetic(2.0, 3.0, 0.3, RISING_EARLY)
+    t = verdicts.weight_distribution(m, d, 0, 0.95, 0.25)
+    assert not t.part.str.contains("logistic").any()
+    d.loc[(d.kind == "logistic") & (d.measure == "tail"), "value"] += 0.3  # now it differs beyond noise
+    t = verdicts.weight_distribution(m, d, 0, 0.95, 0.25)
+    assert verdict(t, "tail heavier than Logistic") == iv.HOLDS  # 2.0 vs 1.8 ± 0.03
+
+
+@pytest.mark.parametrize("curve,expected", [
+    (RISING_EARLY, iv.HOLDS),
+    ({0: 0.0, 10: 0.0, 20: 0.0, 100: 0.6}, iv.FAILS),  # forms at the end
+    ({0: 0.0, 10: 0.6, 20: 0.0, 100: 0.6}, iv.FAILS),  # forms early, falls back beyond noise
+    ({0: 0.0, 10: 0.0, 20: 0.0, 100: 0.0}, iv.UNDECIDED),  # never leaves the noise
+])
+def test_formation_is_judged_on_share_of_training(curve, expected):
+    m, d = synthetic(2.0, 3.0, 0.3, curve)
+    t = verdicts.weight_distribution(m, d, 0, 0.95, 0.25)
+    assert verdict(t, "shape forms early") == expected
+
+
+@pytest.mark.parametrize("attn_share,expected", [(0.5, iv.HOLDS), (4.0, iv.FAILS), (1.0, iv.UNDECIDED)])
+def test_attention_output_nearest_gaussian_compares_intervals(attn_share, expected):
+    m, d = synthetic(2.0, 3.0, 0.3, RISING_EARLY, noise=0.001)
+    sel = (m.role == "attn_out") & (m.measure == "w1_gaussian") & (m.step == 100)
+    m.loc[sel, "value"] = 0.05 + 0.6 * attn_share
+    t = verdicts.weight_distribution(m, d, 0, 0.95, 0.25)
+    assert verdict(t, "attention output", "attn_out") == expected
+
+
+def depth_tables(slope: float, noise: float, role: str, measure: str):
+    m, d = [], []
+    for run in ("ref", "rep"):
+        for b in range(8):
+            ids = (run, 100, b, role)
+            v = 0.5 + slope * b + RNG.standard_normal() * noise
+            m += [(*ids, measure, v), (*ids, "tail", 1.5 + (slope * b if measure == "tail" else 0)),
+                  (*ids, "alpha", 8.0), (*ids, "w1_gaussian", 0.05 + (slope * b + 0.5 if measure == "w1_gaussian" else 0))]
+            d += [(*ids, "gaussian", k, x, y) for k in range(K) for x, y in
+                  (("tail", 1.5 + 0.001 * RNG.standard_normal()), ("w1_gaussian", 0.05 + 0.001 * RNG.standard_normal()))]
+    cols = ["run", "step", "block", "role"]
+    return (pd.DataFrame(m, columns=[*cols, "measure", "value"]).drop_duplicates(cols + ["measure"], keep="first"),
+            pd.DataFrame(d, columns=[*cols, "kind", "draw", "measure", "value"]))
+
+
+@pytest.mark.parametrize("slope,noise,expected", [(-0.05, 0.001, iv.HOLDS), (0.05, 0.001, iv.FAILS), (0.0, 0.05, iv.UNDECIDED)])
+def test_claim3_output_slope_three_ways(slope, noise, expected):
+    m, d = depth_tables(slope, noise, "mlp_out", "w1_gaussian")
+    t = verdicts.depth_trends(m, d, ["ref", "rep"], 0.95, 500, 0)
+    assert verdict(t, "output matrix", "mlp_out") == expected
+    assert t["resolution"].iloc[0] > 0 and t["blocks"].iloc[0] == 8
+
+
+@pytest.mark.parametrize("slope,expected", [(0.05, iv.HOLDS), (-0.05, iv.FAILS), (0.0, iv.UNDECIDED)])
+def test_claim3_input_tail_ratio_three_ways(slope, expected):
+    m, d = depth_tables(slope, 0.0, "qkv", "tail")
+    m.loc[m.measure == "alpha", "value"] += RNG.standard_normal((m.measure == "alpha").sum()) * 0.1
+    t = verdicts.depth_trends(m, d, ["ref", "rep"], 0.95, 500, 0)
+    ratio = t[t.part.str.contains("σmax")]
+    assert ratio["verdict"].iloc[0] == expected
+
+
+@pytest.mark.parametrize("treatment,expected", [(0.5, iv.HOLDS), (2.0, iv.FAILS), (1.0, iv.UNDECIDED)])
+def test_alike_is_judged_against_the_replica(treatment, expected):
+    rng = np.random.default_rng(3)
+    r, t = rng.exponential(1.0, (8, 5)), treatment * rng.exponential(1.0, (8, 5))
+    row = verdicts._ratio_test(4, "x", "x", t, r, 1000, 0.95, 0)
+    assert row["verdict"] == expected
+
+
+@pytest.mark.parametrize("toy,expected", [(0.01, iv.HOLDS), (0.2, iv.FAILS), (0.1, iv.UNDECIDED)])
+def test_claim2_toy_must_beat_the_best_non_product_control(toy, expected):
+    rows = [("run", 100, 0, "qkv", "toy", s, toy + 0.01 * RNG.standard_normal()) for s in range(8)]
+    for model, level in (("gaussian", 0.1), ("logistic", 0.12), ("scaled", 0.1)):
+        rows += [("run", 100, 0, "qkv", model, s, level + 0.01 * RNG.standard_normal()) for s in range(5)]
+    fit = pd.DataFrame(rows, columns=["run", "step", "block", "role", "model", "sample", "w1"])
+    depth = pd.DataFrame([("run", 100, 0, "qkv", 12, 10, 14, 6.0, 0.01)],
+                         columns=["run", "step", "block", "role", "depth", "low", "high", "mean_path_length", "distance"])
+    t = verdicts.residual_paths(fit, depth, 16, 0.95)
+    assert verdict(t, "toy fits better") == expected
+    assert verdict(t, "best toy depth") == iv.HOLDS  # 10-14 inside 10-20 of 16
+
+
+def test_sharpness_uses_steps_not_checkpoint_index():
+    # The same trajectory on an even and a log-spaced schedule: a jump between two close
+    # checkpoints is steeper per share of training.
+    fro = pd.DataFrame({"block": 0, "step": [0, 1, 2, 4, 100], "value": [1.0, 1.0, 2.0, 2.0, 2.0]})
+    even = fro.assign(step=[0, 25, 50, 75, 100])
+    assert verdicts.sharpness(fro, 0).iloc[0] == pytest.approx(100.0)
+    assert verdicts.sharpness(even, 0).iloc[0] == pytest.approx(4.0)
+
+
+def test_prediction_band_covers_new_draws_at_its_level():
+    rng = np.random.default_rng(1)
+    hits = [lo <= x <= hi for lo, hi, x in
+            ((*iv.prediction_band(rng.standard_normal(5), 0.9), rng.standard_normal()) for _ in range(4000))]
+    assert abs(np.mean(hits) - 0.9) < 0.02
