@@ -64,7 +64,27 @@ def test_the_projects_own_settings_load():
     smoke = config.load(root=config.find_root(__file__), profile="smoke")
     assert smoke["tiny"]["train_steps"] < cfg["tiny"]["train_steps"]
     pythia = config.load(root=config.find_root(__file__), profile="pythia")
-    assert pythia["suite"] == "hub" and pythia["runs"] == ["EleutherAI/pythia-1b", "EleutherAI/pythia-1b-deduped"]
+    assert pythia["suite"] == "hub"
+    roles = config.run_roles(pythia)
+    assert list(roles.values()).count("reference") == 1 and "treatment" in roles.values()
+    assert list(roles.values()).count("replica") >= 2  # PolyPythia seed runs: the noise floor
+
+
+def test_runs_are_declared_by_role_and_checked(tmp_path):
+    def load(section):
+        (tmp_path / "_quarto.yml").write_text(section)
+        return config.load(root=tmp_path, profile="")
+
+    cfg = load("analysis:\n  runs: {reference: a, treatment: b, replicas: [c, d]}\n  suite: folder\n  folder: x\n")
+    assert config.run_roles(cfg) == {"a": "reference", "b": "treatment", "c": "replica", "d": "replica"}
+    with pytest.raises(config.ConfigError, match="analysis.runs: a run appears in two roles"):
+        load("analysis:\n  runs: {reference: a, replicas: [a]}\n  suite: folder\n  folder: x\n")
+    with pytest.raises(config.ConfigError, match="analysis.runs: expected a mapping"):
+        load("analysis:\n  runs: [a, b]\n  suite: folder\n  folder: x\n")
+    with pytest.raises(config.ConfigError, match="tiny suite has no run"):
+        load("analysis:\n  runs: {reference: a}\n")
+    with pytest.raises(config.ConfigError, match="analysis.block"):
+        load("analysis:\n  block: yes\n")  # YAML's yes is a bool, not block 1
 
 
 def test_memory_settings_are_checked(tmp_path):

@@ -2,7 +2,19 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from analysis import shape, spectra
+from analysis import baselines, measures, spectra
+
+
+def one_draw(w, seed, xp=None):
+    """The study's comparison for one matrix: its spectrum and one draw of each baseline."""
+    return one_draw_batch(w[None], seed, xp=xp)[0]
+
+
+def one_draw_batch(ws, seed, xp=None, budget_bytes=None):
+    import numpy
+
+    recs = baselines.with_draws(ws, [("test",)] * len(ws), seed, 1, xp or numpy, budget_bytes)
+    return [{k: (v[0] if k in baselines.KINDS else v) for k, v in r.items()} for r in recs]
 
 
 def gaussian(m, n, seed, scale=0.02):
@@ -11,36 +23,36 @@ def gaussian(m, n, seed, scale=0.02):
 
 def test_a_gaussian_matrix_looks_like_its_own_baselines():
     w = gaussian(400, 200, 0)
-    out = spectra.with_baselines(w, seed=1)
-    assert shape.near_zero_fraction(out["sv"], out["gaussian"], 0.1) == pytest.approx(0.1, abs=0.06)
-    assert shape.top_ratio(out["sv"], out["gaussian"]) == pytest.approx(1.0, abs=0.05)
-    assert shape.ks_distance(out["sv"], out["gaussian"]) < 0.15
-    assert shape.spikes(out["sv"], 400, 200, out["gaussian_scale"] ** 2) <= 2
-    assert abs(shape.excess_kurtosis(w)) < 0.1
+    out = one_draw(w, 1)
+    assert measures.near_zero_fraction(out["sv"], out["gaussian"], 0.1) == pytest.approx(0.1, abs=0.06)
+    assert measures.top_ratio(out["sv"], out["gaussian"]) == pytest.approx(1.0, abs=0.05)
+    assert measures.ks_distance(out["sv"], out["gaussian"]) < 0.15
+    assert measures.spikes(out["sv"], 400, 200, out["gaussian_scale"] ** 2) <= 2
+    assert abs(measures.excess_kurtosis(w)) < 0.1
 
 
 def test_shuffled_baseline_keeps_the_entries_and_destroys_structure():
     rng = np.random.default_rng(2)
     w = gaussian(200, 100, 3) + 0.5 * np.outer(rng.standard_normal(200), rng.standard_normal(100)) / 100
-    out = spectra.with_baselines(w, seed=0)
-    shuffled = spectra.sample_baseline("shuffled", {}, w.shape, 0, w)
+    out = one_draw(w, 0)
+    shuffled = baselines.sample("shuffled", {}, w.shape, 0, w)
     assert np.array_equal(np.sort(shuffled.ravel()), np.sort(w.ravel()))
-    assert shape.spikes(out["sv"], 200, 100, w.var()) >= 1  # the planted rank-1 spike
+    assert measures.spikes(out["sv"], 200, 100, w.var()) >= 1  # the planted rank-1 spike
     assert out["sv"][0] > 1.5 * out["shuffled"][0]  # shuffling removes it
 
 
 def test_powerlaw_alpha_recovers_a_pareto_tail():
     lam = scipy.stats.pareto.rvs(b=2.0, size=3000, random_state=4)  # density ~ lam^-(b+1)
-    fit = shape.powerlaw_alpha(np.sqrt(lam))
+    fit = measures.powerlaw_alpha(np.sqrt(lam))
     assert fit["alpha"] == pytest.approx(3.0, abs=0.2)
     assert fit["n_tail"] > 100
 
 
 def test_stable_rank_and_mp_edge_fractions():
-    assert shape.stable_rank(np.ones(50)) == pytest.approx(50)
-    assert shape.stable_rank(np.r_[10.0, np.zeros(9)]) == pytest.approx(1)
-    assert shape.below_mp_edge(np.array([0.0, 1.0]), 100, 100, 1.0) == 0  # square: edge at 0
-    assert shape.below_median_fraction(np.r_[np.full(9, 1.0), 0.01]) == pytest.approx(0.1)
+    assert measures.stable_rank(np.ones(50)) == pytest.approx(50)
+    assert measures.stable_rank(np.r_[10.0, np.zeros(9)]) == pytest.approx(1)
+    assert measures.below_mp_edge(np.array([0.0, 1.0]), 100, 100, 1.0) == 0  # square: edge at 0
+    assert measures.below_median_fraction(np.r_[np.full(9, 1.0), 0.01]) == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "logistic"])
@@ -50,8 +62,8 @@ def test_sampled_baselines_approach_marchenko_pastur_as_the_matrix_grows(kind):
     distances = []
     for m in (40, 160, 640):
         n = 2 * m
-        sv = spectra.singular_values(spectra.sample_baseline(kind, params, (m, n), seed=5))
-        distances.append(scipy.stats.kstest(sv, lambda s: spectra.mp_cdf(s, m, n, 1.0)).statistic)
+        sv = spectra.singular_values(baselines.sample(kind, params, (m, n), seed=5))
+        distances.append(scipy.stats.kstest(sv, lambda s: baselines.mp_cdf(s, m, n, 1.0)).statistic)
     assert distances[0] > distances[1] > distances[2]
     assert distances[2] < 0.03
 
@@ -78,12 +90,12 @@ def test_ks_optimal_xmin_is_the_one_powerlaw_picks():
              rng.pareto(2.0, 400) + 1,
              np.round(rng.pareto(1.5, 500) + 1, 1)]  # many ties
     for x in cases:
-        assert shape.ks_optimal_xmin(x) == _powerlaw_search(x)
+        assert measures.ks_optimal_xmin(x) == _powerlaw_search(x)
 
 
 def test_ks_optimal_xmin_needs_two_distinct_values():
-    assert np.isnan(shape.ks_optimal_xmin(np.ones(10)))
-    assert np.isnan(shape.powerlaw_alpha(np.ones(10))["alpha"])
+    assert np.isnan(measures.ks_optimal_xmin(np.ones(10)))
+    assert np.isnan(measures.powerlaw_alpha(np.ones(10))["alpha"])
 
 
 def test_excess_kurtosis_is_scipys():
@@ -91,4 +103,4 @@ def test_excess_kurtosis_is_scipys():
 
     rng = np.random.default_rng(3)
     for w in (rng.normal(size=(50, 80)), rng.logistic(size=(200, 100)), rng.standard_t(5, size=(30, 30)).astype(np.float32)):
-        assert shape.excess_kurtosis(w) == pytest.approx(scipy.stats.kurtosis(w.astype(np.float64).ravel()), rel=1e-10)
+        assert measures.excess_kurtosis(w) == pytest.approx(scipy.stats.kurtosis(w.astype(np.float64).ravel()), rel=1e-10)

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from analysis import residual, shape
+from analysis import measures, residual
 
 
 def explicit_path_sum(ws: list[np.ndarray]) -> tuple[np.ndarray, dict]:
@@ -83,4 +83,4 @@ def test_effective_depth_recovers_the_depth_of_a_toy_matrix():
 def test_mp_reference_is_the_quarter_circle_for_a_gaussian_square_matrix():
     w = np.random.default_rng(5).standard_normal((400, 400))
     sv = np.linalg.svd(w, compute_uv=False)
-    assert shape.ks_distance(sv, residual.mp_reference(400, sv)) < 0.05
+    assert measures.ks_distance(sv, residual.mp_reference(400, sv)) < 0.05

@@ -3,7 +3,19 @@ import pytest
 import scipy.integrate
 import scipy.linalg
 
-from analysis import spectra
+from analysis import baselines, spectra
+
+
+def one_draw(w, seed, xp=None):
+    """The study's comparison for one matrix: its spectrum and one draw of each baseline."""
+    return one_draw_batch(w[None], seed, xp=xp)[0]
+
+
+def one_draw_batch(ws, seed, xp=None, budget_bytes=None):
+    import numpy
+
+    recs = baselines.with_draws(ws, [("test",)] * len(ws), seed, 1, xp or numpy, budget_bytes)
+    return [{k: (v[0] if k in baselines.KINDS else v) for k, v in r.items()} for r in recs]
 
 
 def matrix_with_spread(m, n, spread, seed):
@@ -72,8 +84,8 @@ def test_single_matrix_and_batch_agree():
 
 def test_marchenko_pastur_density_integrates_to_one_and_matches_edges():
     m, n, var = 300, 1200, 0.02**2
-    lo, hi = spectra.mp_edges(m, n, var)
-    total, _ = scipy.integrate.quad(lambda s: spectra.mp_density(np.array([s]), m, n, var)[0], lo, hi, limit=200)
+    lo, hi = baselines.mp_edges(m, n, var)
+    total, _ = scipy.integrate.quad(lambda s: baselines.mp_density(np.array([s]), m, n, var)[0], lo, hi, limit=200)
     assert total == pytest.approx(1.0, abs=1e-3)
     sv = spectra.singular_values(np.random.default_rng(3).normal(0, 0.02, (m, n)))
     assert sv[0] == pytest.approx(hi, rel=0.03) and sv[-1] == pytest.approx(lo, rel=0.05)
@@ -82,19 +94,19 @@ def test_marchenko_pastur_density_integrates_to_one_and_matches_edges():
 def test_baselines_fit_the_entries_and_have_the_same_shape():
     rng = np.random.default_rng(4)
     w = rng.logistic(0.01, 0.05, size=(120, 60))
-    out = spectra.with_baselines(w, seed=0)
+    out = one_draw(w, 0)
     assert out["sv"].shape == out["gaussian"].shape == out["logistic"].shape == (60,)
     assert out["gaussian_scale"] == pytest.approx(w.std())
     assert out["logistic_scale"] == pytest.approx(0.05, rel=0.05)
     assert out["logistic_loc"] == pytest.approx(0.01, abs=0.005)
     # Same seed, same baseline: results are reproducible.
-    again = spectra.with_baselines(w, seed=0)
+    again = one_draw(w, 0)
     assert np.array_equal(out["gaussian"], again["gaussian"])
 
 
 def test_unknown_baseline_is_rejected():
     with pytest.raises(ValueError, match="unknown baseline"):
-        spectra.sample_baseline("cauchy", {}, (2, 2), 0)
+        baselines.sample("cauchy", {}, (2, 2), 0)
 
 
 def test_chunked_batches_match_one_batch():
@@ -124,11 +136,11 @@ def test_baseline_draws_equal_numpys_own_samplers():
     """The module-agnostic samplers draw what Generator.normal/.logistic/.permutation draw."""
     w = np.random.default_rng(1).normal(0, 0.02, (30, 40))
     params = {"loc": 0.001, "scale": 0.02}
-    g = spectra.sample_baseline("gaussian", params, w.shape, 3)
+    g = baselines.sample("gaussian", params, w.shape, 3)
     assert np.array_equal(g, np.random.default_rng(3).normal(0.001, 0.02, w.shape))
-    lg = spectra.sample_baseline("logistic", params, w.shape, 3)
+    lg = baselines.sample("logistic", params, w.shape, 3)
     assert np.allclose(lg, np.random.default_rng(3).logistic(0.001, 0.02, w.shape), rtol=1e-13, atol=1e-16)
-    sh = spectra.sample_baseline("shuffled", {}, w.shape, 3, w)
+    sh = baselines.sample("shuffled", {}, w.shape, 3, w)
     assert np.array_equal(sh, np.random.default_rng(3).permutation(w.ravel()).reshape(w.shape))
 
 
@@ -138,7 +150,7 @@ def test_logistic_fit_subsamples_by_index_as_choice_does():
     import scipy.stats
 
     loc, scale = scipy.stats.logistic.fit(sub)
-    assert spectra.fit_logistic(w, max_entries=10_000, seed=5) == {"loc": loc, "scale": scale}
+    assert baselines.fit_logistic(w, max_entries=10_000, seed=5) == {"loc": loc, "scale": scale}
 
 
 @pytest.mark.parametrize("shape", [(300, 600), (512, 512)])
@@ -156,10 +168,10 @@ def test_a_batch_gives_each_matrix_what_it_gets_alone():
     rng = np.random.default_rng(9)
     ws = np.stack([rng.logistic(0, 0.02, (60, 90)), near_rank_deficient(60, 90, 10, 0.0, 1),
                    rng.normal(0, 0.02, (60, 90))])
-    alone = [spectra.with_baselines(w, seed=4) for w in ws]
+    alone = [one_draw(w, 4) for w in ws]
     per = 4 * 8 * (60 * 90 + 3 * 60 * 60)
     for budget in (None, 2 * per):  # one chunk; chunks of 2
-        batch = spectra.with_baselines_batch(ws, seed=4, budget_bytes=budget)
+        batch = one_draw_batch(ws, 4, budget_bytes=budget)
         for a, b in zip(alone, batch):
             assert a.keys() == b.keys()
             for key in a:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from analysis import shape, spectra
+from analysis import baselines, measures, spectra
 
 ww = pytest.importorskip("weightwatcher")
 torch = pytest.importorskip("torch")
@@ -23,6 +23,6 @@ def test_alpha_and_eigenvalues_agree_with_weightwatcher(seed, shape_):
     row = details.iloc[0]
     sv = spectra.singular_values(w)
     assert sv[0] ** 2 == pytest.approx(row["lambda_max"], rel=1e-6)
-    fit = shape.powerlaw_alpha(sv)
+    fit = measures.powerlaw_alpha(sv)
     assert fit["xmin"] == pytest.approx(row["xmin"], rel=1e-6)
     assert fit["alpha"] == pytest.approx(row["alpha"], abs=1e-3)

@@ -7,10 +7,22 @@ import pytest
 import scipy.linalg
 import scipy.stats
 
-from analysis import spectra
+from analysis import baselines, spectra
 from analysis.backend import array_module
 
 from ..test_spectra import gram_stack, matrix_with_spread, near_rank_deficient
+
+def one_draw(w, seed, xp=None):
+    """The study's comparison for one matrix: its spectrum and one draw of each baseline."""
+    return one_draw_batch(w[None], seed, xp=xp)[0]
+
+
+def one_draw_batch(ws, seed, xp=None, budget_bytes=None):
+    import numpy
+
+    recs = baselines.with_draws(ws, [("test",)] * len(ws), seed, 1, xp or numpy, budget_bytes)
+    return [{k: (v[0] if k in baselines.KINDS else v) for k, v in r.items()} for r in recs]
+
 
 cp = pytest.importorskip("cupy")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cp.cuda.is_available(), reason="no CUDA device")]
@@ -57,19 +69,19 @@ def test_cupy_chunked_matches_one_batch():
 
 def test_cupy_baselines_are_drawn_on_the_device_and_fit_the_entries():
     w = np.random.default_rng(4).logistic(0.01, 0.05, size=(512, 1024))
-    gpu = spectra.with_baselines(cp.asarray(w), seed=0, xp=cp)
-    cpu = spectra.with_baselines(w, seed=0)
+    gpu = one_draw(cp.asarray(w), 0, xp=cp)
+    cpu = one_draw(w, 0)
     # The weights' own spectrum and the fits are the same computation on either module.
     assert np.max(np.abs(gpu["sv"] - cpu["sv"])) <= 1e-9 * cpu["sv"][0]
     for key in ("gaussian_loc", "gaussian_scale", "logistic_loc", "logistic_scale"):
         assert gpu[key] == pytest.approx(cpu[key], rel=1e-9, abs=1e-15)
     # CuPy's generator draws other samples of the same law: their spectra are close in law.
-    for kind in spectra.BASELINES:
+    for kind in baselines.KINDS:
         assert scipy.stats.ks_2samp(gpu[kind], cpu[kind]).statistic < 0.1, kind
-    shuffled = spectra.sample_baseline("shuffled", {}, w.shape, 3, cp.asarray(w), cp)
+    shuffled = baselines.sample("shuffled", {}, w.shape, 3, cp.asarray(w), cp)
     assert np.array_equal(np.sort(shuffled.get().ravel()), np.sort(w.ravel()))
     assert not np.array_equal(shuffled.get(), w)
-    logistic = spectra.sample_baseline("logistic", {"loc": 0.01, "scale": 0.05}, (2000, 2000), 1, xp=cp)
+    logistic = baselines.sample("logistic", {"loc": 0.01, "scale": 0.05}, (2000, 2000), 1, xp=cp)
     assert float(logistic.mean()) == pytest.approx(0.01, abs=1e-3)
     assert float(logistic.std()) == pytest.approx(0.05 * np.pi / np.sqrt(3), rel=1e-2)
 
@@ -87,8 +99,8 @@ def test_threaded_route_waits_for_a_gram_made_on_another_stream():
 def test_cupy_batch_gives_each_matrix_what_it_gets_alone():
     rng = np.random.default_rng(9)
     ws = cp.asarray(np.stack([rng.logistic(0, 0.02, (256, 512)), near_rank_deficient(256, 512, 40, 0.0, 1)]))
-    alone = [spectra.with_baselines(w, seed=4, xp=cp) for w in ws]
-    batch = spectra.with_baselines_batch(ws, seed=4, xp=cp)
+    alone = [one_draw(w, 4, xp=cp) for w in ws]
+    batch = one_draw_batch(ws, 4, xp=cp)
     for a, b in zip(alone, batch):
         for key in a:
             assert np.allclose(a[key], b[key], rtol=0, atol=1e-12 * float(np.max(a["sv"]))), key
