@@ -23,6 +23,14 @@ def interval(low, high, digits: int = 3) -> str:
     return f"[{sig(low, digits)}, {sig(high, digits)}]"
 
 
+def markdown(frame: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table, '|' inside cells escaped (measure names such as
+    |Δ log‖W‖_F| would otherwise split a cell)."""
+    escaped = frame.apply(lambda c: c if pd.api.types.is_numeric_dtype(c) else
+                          c.map(lambda x: x.replace("|", "\\|") if isinstance(x, str) else x))
+    return escaped.to_markdown(index=False)
+
+
 VERDICT_COLUMNS = ("part", "run", "role", "measure", "effect", "interval", "noise band", "resolution", "verdict")
 
 
@@ -47,4 +55,68 @@ def verdicts_markdown(table: pd.DataFrame, digits: int = 3) -> str:
     """verdicts_frame as a Markdown table (a line saying so where there are no rows)."""
     if table.empty:
         return "*No verdict rows for this selection.*"
-    return verdicts_frame(table, digits).to_markdown(index=False)
+    return markdown(verdicts_frame(table, digits))
+
+
+def _with_role(run: str, roles: dict) -> str:
+    return f"{run} ({roles[run]})" if run in roles else run
+
+
+# Weights' measures with the baseline kind whose draws give each one's noise band.
+BANDED_MEASURES = {"tail": ("σmax/rms", "gaussian"), "alpha": ("α", "gaussian"),
+                   "near_zero": ("near-zero", "gaussian"), "w1_gaussian": ("W1 Gaussian", "gaussian"),
+                   "w1_logistic": ("W1 logistic", "logistic"), "w1_shuffled": ("W1 shuffled", "shuffled")}
+PLAIN_MEASURES = {"spikes": "spikes", "stable_rank": "stable rank", "kurtosis": "excess kurtosis"}
+
+
+def measures_markdown(measures: pd.DataFrame, draws: pd.DataFrame, runs: dict, block: int, step: int, level: float,
+                      banded: dict = BANDED_MEASURES, plain: dict = PLAIN_MEASURES, digits: int = 3) -> str:
+    """The weights' measures of one block at one step, a row per (run, role): each banded
+    measure as 'value [low, high]', the band being the `level` prediction band of the same
+    measure over that kind's draws (analysis.intervals.prediction_band: where one more draw
+    falls); plain measures as values. runs: {run: declared role}, in row order."""
+    from ..intervals import prediction_band
+
+    m = measures[(measures.block == block) & (measures.step == step)]
+    d = draws[(draws.block == block) & (draws.step == step)]
+    value = {(x.run, x.role, x.measure): x.value for x in m.itertuples()}
+    rows = []
+    for run in runs:
+        for role in dict.fromkeys(m[m.run == run].role):
+            row = {"run": _with_role(run, runs), "role": role}
+            for measure, (label, kind) in banded.items():
+                sel = d[(d.run == run) & (d.role == role) & (d.kind == kind) & (d.measure == measure)]["value"]
+                lo, hi = prediction_band(sel, level)
+                row[label] = f"{sig(value[(run, role, measure)], digits)} {interval(lo, hi, digits)}"
+            for measure, label in plain.items():
+                row[label] = sig(value[(run, role, measure)], digits)
+            rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
+def claims_markdown(summary: pd.DataFrame, claims: dict) -> str:
+    """analysis.verdicts.summary rows under their claim: the claim's number and text on its
+    first row, then per part the measure, the range of effects, the counts and the verdict."""
+    rows, seen = [], set()
+    for _, s in summary.sort_values("claim", kind="stable").iterrows():
+        first = s["claim"] not in seen
+        seen.add(s["claim"])
+        effect = "—" if s["effect"].startswith("nan") else s["effect"]
+        rows.append({"claim": f"**{s['claim']}.** {claims[s['claim']]}" if first else "", "part": s["part"],
+                     "measure": s["measure"], "effect": effect, "holds": s["holds"],
+                     "does not hold": s["does not hold"], "undecided": s["undecided"], "verdict": f"**{s['verdict']}**"})
+    return markdown(pd.DataFrame(rows))
+
+
+def audit_summary_markdown(audit: pd.DataFrame) -> str:
+    """Per run: steps audited, steps flagged, non-finite values found."""
+    rows = [{"run": run, "steps": len(g), "flagged": int((g["flag"] != "").sum()), "non-finite values": int(g["nonfinite"].sum())}
+            for run, g in audit.groupby("run", sort=False)]
+    return markdown(pd.DataFrame(rows))
+
+
+def audit_flags_markdown(audit: pd.DataFrame) -> str:
+    """Every flagged step with what the audit found (content hash shortened to 12 digits)."""
+    flagged = audit[audit["flag"] != ""]
+    shown = flagged.assign(content_hash=flagged["content_hash"].str[:12])[["run", "step", "content_hash", "flag", "error"]]
+    return markdown(shown)
