@@ -91,6 +91,21 @@ def load_model(run, ckpt):
     return AutoModelForCausalLM.from_pretrained(ckpt.folder).eval(), lambda t: tok.encode(t).ids
 
 
+def of_runs(runs: dict, steps: dict, cache_dir) -> list[dict]:
+    """[{run, step, hist, kurtosis, std}] for every run and its `steps`, each checkpoint's
+    histograms cached under its weights' content hash and the text."""
+    from .store import Store, key_digest
+
+    store, text, out = Store(cache_dir), HELDOUT.read_text(), []
+    for name, run in runs.items():
+        for step in steps[name]:
+            ck = run.checkpoint(step)
+            key = {"kind": "activations", "version": ACTIVATIONS_VERSION, "weights": ck.content_hash,
+                   "text": key_digest({"text": text})}
+            out.append({"run": name, "step": step, **store.cached(key, lambda: of_checkpoint(run, ck, text))})
+    return out
+
+
 def of_checkpoint(run, ckpt, text: str) -> dict:
     """`histograms` of every block's output on `text` for one checkpoint."""
     model, tokenize = load_model(run, ckpt)

@@ -1,9 +1,6 @@
-"""What the chapters read, as named tables, each computed from the settings and the tables
-it depends on. `results.Results` asks for a table; this module says how to make it.
-
-A table function takes the Results object (settings, runs, other tables) and returns a
-DataFrame, a list of records or a dict of arrays.
-"""
+"""How each named table of the results is made: a function of the Results object
+(settings, runs, other tables) returning a DataFrame, records or arrays. `results.Results`
+asks for a table and caches it; nothing here reads or writes the cache."""
 
 import numpy as np
 import pandas as pd
@@ -13,7 +10,6 @@ from . import audit, experiments, extract, measures, residual, verdicts
 from .architectures import resolve_block, tensor_names
 from .backend import array_module
 from .checkpoints import describe, select_steps
-from .store import Store, key_digest
 
 NEAR_ZERO_Q = 0.1  # "near zero": below the Gaussian draws' 10th percentile
 
@@ -25,17 +21,6 @@ def _audit(r):
         return [n for role in r.cfg["roles"] for n in tensor_names(ck.architecture, role, block, ck.n_layers)]
 
     return audit.audit(r.runs, tensors_for)
-
-
-def _steps(r) -> dict:
-    """{run: analysed steps}: the configured steps, less flagged ones with exclude_flagged."""
-    flagged = audit.flagged_steps(r.audit)
-    out = {}
-    for name, run in r.runs.items():
-        steps = select_steps(run, r.cfg["steps"])
-        bad = flagged.get(name, set())
-        out[name] = [s for s in steps if not (r.cfg["exclude_flagged"] and s in bad)]
-    return out
 
 
 def _spectra(r):
@@ -111,14 +96,8 @@ def _activation_steps(r, name) -> list[int]:
 
 
 def _activations(r):
-    store, text, out = Store(r.cfg["cache_dir"]), act.HELDOUT.read_text(), []
-    for name, run in r.runs.items():
-        for step in _activation_steps(r, name):
-            ck = run.checkpoint(step)
-            key = {"kind": "activations", "version": act.ACTIVATIONS_VERSION, "weights": ck.content_hash,
-                   "text": key_digest({"text": text})}
-            out.append({"run": name, "step": step, **store.cached(key, lambda: act.of_checkpoint(run, ck, text))})
-    return out
+    steps = {name: _activation_steps(r, name) for name in r.runs}
+    return act.of_runs(r.runs, steps, r.cfg["cache_dir"])
 
 
 def _qkv_parts(r):

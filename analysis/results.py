@@ -10,14 +10,15 @@ for (and what they depend on), so a chapter rendered alone fills what it reads.
 """
 
 import json
+import warnings
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from . import compute, config
+from . import audit, compute, config
 from .architectures import resolve_block
-from .checkpoints import CheckpointError, open_runs
+from .checkpoints import CheckpointError, open_runs, select_steps
 from .store import Store, key_digest
 
 TABLES_VERSION = 1  # bump when any table function in compute changes what it returns
@@ -70,7 +71,19 @@ class Results:
 
     @cached_property
     def steps(self) -> dict:
-        return compute._steps(self)
+        """{run: analysed steps}: the configured steps, less the audit's flagged ones when
+        exclude_flagged is set (flagged steps are always warned about)."""
+        flagged, out = audit.flagged_steps(self.audit), {}
+        for name, run in self.runs.items():
+            steps = select_steps(run, self.cfg["steps"])
+            bad = sorted(flagged.get(name, set()) & set(steps))
+            if bad:
+                why = "; ".join(f"{s}: {self.audit[(self.audit.run == name) & (self.audit.step == s)]['flag'].iloc[0]}"
+                                for s in bad)
+                action = "left out (exclude_flagged)" if self.cfg["exclude_flagged"] else "kept; set exclude_flagged to leave them out"
+                warnings.warn(f"run {name!r}: the audit flags steps ({why}): {action}", stacklevel=2)
+            out[name] = [s for s in steps if not (self.cfg["exclude_flagged"] and s in bad)]
+        return out
 
     @cached_property
     def toy_width(self) -> int:

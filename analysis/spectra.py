@@ -10,9 +10,7 @@ not an option: squaring the spread of singular values loses every value below
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import scipy.stats
 
-from .backend import to_numpy
 
 
 REFINE_BELOW = 1e-6  # relative to sigma_max; see _refine_small

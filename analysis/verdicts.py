@@ -186,7 +186,6 @@ def depth_trends(measures: pd.DataFrame, draws: pd.DataFrame, runs: list[str], l
     rows = []
     for role in dict.fromkeys(m.role):
         blocks = sorted(set(m[m.role == role].block))
-        n_blocks = len(blocks)
         if role in OUTPUT_ROLES:
             vals = pd.DataFrame([{"run": r, "block": b, "value": excess_w1(m, d, level, run=r, step=last, block=b, role=role)[0]}
                                  for r in runs for b in blocks])
