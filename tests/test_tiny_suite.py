@@ -1,7 +1,12 @@
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
+import torch
+from filelock import FileLock
+from safetensors.torch import load_file
 
 from analysis.checkpoints import Run
 from analysis.checkpoints import tiny
@@ -34,13 +39,15 @@ def test_dedup_drops_a_respelled_copy_and_keeps_distinct_texts():
     assert kept == ["a", "b"] and dropped == {"a_folio": "a"}
 
 
-def test_smoke_suite_has_both_runs_at_every_scheduled_step(smoke_suite):
+def test_smoke_suite_has_every_run_at_every_scheduled_step(smoke_suite):
     manifest = json.loads((smoke_suite / "manifest.json").read_text())
     cfg = smoke_settings()
-    for name in ("raw", "deduped"):
+    assert sorted(manifest["runs"]) == sorted(cfg["runs"]) == ["deduped", "raw", "raw-seed2"]
+    for name, spec in cfg["runs"].items():
         run = Run(name, smoke_suite / name)
         assert run.steps == tiny.checkpoint_steps(cfg["train_steps"], cfg["linear_every"])
         assert run.checkpoint(0).n_layers == cfg["n_layer"]
+        assert {k: manifest["runs"][name][k] for k in ("data", "seed")} == spec
     assert manifest["runs"]["raw"]["documents"] == cfg["max_documents"]
     assert manifest["runs"]["deduped"]["documents"] == cfg["max_documents"] - len(manifest["dropped_as_duplicates"])
     assert manifest["runs"]["deduped"]["documents"] < manifest["runs"]["raw"]["documents"]
@@ -48,6 +55,95 @@ def test_smoke_suite_has_both_runs_at_every_scheduled_step(smoke_suite):
     raw, dd = Run("raw", smoke_suite / "raw"), Run("deduped", smoke_suite / "deduped")
     assert np.array_equal(raw.checkpoint(0).matrix("qkv", 1), dd.checkpoint(0).matrix("qkv", 1))
     assert not np.array_equal(raw.checkpoint(16).matrix("qkv", 1), dd.checkpoint(16).matrix("qkv", 1))
+
+
+def _weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_replica_differs_from_reference_only_in_seed_and_data_order(smoke_suite):
+    manifest = json.loads((smoke_suite / "manifest.json").read_text())["runs"]
+    ref, rep, dd = manifest["raw"], manifest["raw-seed2"], manifest["deduped"]
+    # The same corpus, tokens and (one shared tokenizer file) vocabulary; only the seed differs.
+    assert {k: v for k, v in ref.items() if k != "seed"} == {k: v for k, v in rep.items() if k != "seed"}
+    assert ref["seed"] == dd["seed"] != rep["seed"]
+    # The same model configuration and schedule: checkpoint steps and learning rate at every step.
+    for step in ("step0", "step16"):
+        assert (smoke_suite / "raw" / step / "config.json").read_text() == \
+            (smoke_suite / "raw-seed2" / step / "config.json").read_text()
+    assert Run("raw", smoke_suite / "raw").steps == Run("raw-seed2", smoke_suite / "raw-seed2").steps
+    logs = {n: json.loads((smoke_suite / n / "train_log.json").read_text()) for n in ("raw", "raw-seed2")}
+    assert [(r["step"], r["lr"]) for r in logs["raw"]] == [(r["step"], r["lr"]) for r in logs["raw-seed2"]]
+    assert logs["raw"][0]["loss"] != logs["raw-seed2"][0]["loss"]
+    # Another initialisation: every weight matrix differs at step 0 (norm weights start at one in both);
+    # raw and deduped share theirs tensor for tensor.
+    w_ref, w_rep, w_dd = (_weights(smoke_suite / n / "step0") for n in ("raw", "raw-seed2", "deduped"))
+    assert w_ref.keys() == w_rep.keys() == w_dd.keys()
+    assert all(torch.equal(w_ref[k], w_dd[k]) for k in w_ref)
+    matrices = [k for k in w_ref if w_ref[k].ndim == 2]
+    assert matrices and not any(torch.equal(w_ref[k], w_rep[k]) for k in matrices)
+    # Another data order: the batch positions come from the run's seed.
+    n_tokens, cfg = ref["tokens"], smoke_settings()
+    assert not np.array_equal(train.batch_offsets(n_tokens, cfg, ref["seed"]), train.batch_offsets(n_tokens, cfg, rep["seed"]))
+
+
+@pytest.mark.slow
+def test_each_run_is_seeded_and_fed_by_its_own_settings(corpus_cache, tmp_path, monkeypatch):
+    """The build hands each run its own seed for weights and batch positions, and its own corpus."""
+    seen = []
+
+    def spy(n_tokens, cfg, seed):
+        seen.append((n_tokens, seed))
+        return batch_offsets(n_tokens, cfg, seed)
+
+    batch_offsets = train.batch_offsets
+    monkeypatch.setattr(train, "batch_offsets", spy)
+    cfg = smoke_settings()
+    cfg["runs"] = {"a": {"data": "raw", "seed": 7}, "b": {"data": "deduped", "seed": 7}, "c": {"data": "raw", "seed": 8}}
+    suite = train.build(cfg, fresh_cache(corpus_cache, tmp_path))
+    runs = json.loads((suite / "manifest.json").read_text())["runs"]
+    assert seen == [(runs["a"]["tokens"], 7), (runs["b"]["tokens"], 7), (runs["a"]["tokens"], 8)]
+    assert runs["b"]["tokens"] < runs["a"]["tokens"] == runs["c"]["tokens"]
+    w = {n: _weights(suite / n / "step0") for n in "abc"}
+    assert all(torch.equal(w["a"][k], w["b"][k]) for k in w["a"])
+    assert not torch.equal(w["a"]["gpt_neox.layers.0.attention.query_key_value.weight"],
+                           w["c"]["gpt_neox.layers.0.attention.query_key_value.weight"])
+
+
+@pytest.mark.slow
+def test_a_second_build_waits_for_the_lock_then_reuses_the_suite(corpus_cache, tmp_path, monkeypatch):
+    cfg, cache = smoke_settings(), fresh_cache(corpus_cache, tmp_path)
+    trained, results = [], []
+    train_run = train.train_run
+    monkeypatch.setattr(train, "train_run", lambda name, *a, **kw: trained.append(name) or train_run(name, *a, **kw))
+    builders = [threading.Thread(target=lambda: results.append(train.build(cfg, cache))) for _ in range(2)]
+    held = FileLock(train.lock_path(cfg, cache))
+    held.acquire()  # as another process mid-build would
+    try:
+        for b in builders:
+            b.start()
+        time.sleep(1.0)
+        assert all(b.is_alive() for b in builders) and trained == []  # both wait; neither trains
+    finally:
+        held.release()
+    for b in builders:
+        b.join(timeout=300)
+    assert len(results) == 2 and results[0] == results[1]
+    assert trained == list(cfg["runs"])  # one build trained each run once; the other reused it
+    assert (results[0] / "manifest.json").is_file()
+
+
+def test_a_finished_suite_is_returned_without_taking_the_lock(smoke_suite):
+    """A finished folder is never rebuilt or replaced, even while someone holds its lock."""
+    cache = smoke_suite.parent.parent
+    held = FileLock(train.lock_path(smoke_settings(), cache))
+    held.acquire()
+    try:
+        before = (smoke_suite / "manifest.json").stat().st_mtime_ns
+        assert train.build(smoke_settings(), cache) == smoke_suite
+        assert (smoke_suite / "manifest.json").stat().st_mtime_ns == before
+    finally:
+        held.release()
 
 
 @pytest.mark.slow

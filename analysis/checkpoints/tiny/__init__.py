@@ -1,4 +1,4 @@
-"""The tiny suite: GPT-NeoX models trained here on real text, raw and deduplicated."""
+"""The tiny suite: GPT-NeoX models trained here on real text: raw, deduplicated, and replicas (other seeds)."""
 
 import hashlib
 import json
