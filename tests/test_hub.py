@@ -12,7 +12,7 @@ from fsspec.implementations.http import HTTPFileSystem
 from huggingface_hub.hf_api import GitRefInfo, GitRefs
 
 from analysis.checkpoints import CheckpointError
-from analysis.checkpoints.hub import SUITE_RULES, HubRun, steps_from_branches
+from analysis.checkpoints.hub import KNOWN_BAD_STEPS, SUITE_RULES, HubRun, rule_for, steps_from_branches
 from analysis.testing.http_range_server import RangeServer
 
 from .test_formats import sample_tensors, write_folder
@@ -115,3 +115,38 @@ def test_unreachable_repo_and_uncached_offline_are_named(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="HF_HUB_OFFLINE is set and the branches of EleutherAI/pythia-1b were never cached"):
         HubRun("EleutherAI/pythia-1b", tmp_path)
     assert not list(tmp_path.rglob("*.json"))
+
+
+def _refs_answer(steps, commit=lambda s: f"{s:040d}"):
+    """A refs answer in the API's shape (fixture commits: no network here to record real ones)."""
+    branches = [{"name": "main", "ref": "refs/heads/main", "targetCommit": "f" * 40}]
+    branches += [{"name": f"step{s}", "ref": f"refs/heads/step{s}", "targetCommit": commit(s)} for s in steps]
+    return {"branches": branches, "converts": [], "tags": []}
+
+
+def test_polypythia_seed_runs_follow_the_pythia_branch_rule():
+    for repo in ("EleutherAI/pythia-410m-seed1", "EleutherAI/pythia-160m-seed9", "EleutherAI/pythia-160m-data-seed2"):
+        assert rule_for(repo) == SUITE_RULES["pythia"]
+
+
+def test_a_branch_reported_without_weights_is_left_out_and_named(tmp_path):
+    # pythia-410m-seed2's step111000 branch exists but holds no weights (EleutherAI/pythia#202).
+    repo = "EleutherAI/pythia-410m-seed2"
+    run = HubRun(repo, tmp_path, api=RecordedApi(_refs_answer([0, 1, 110000, 111000, 112000, 143000])))
+    assert run.steps == [0, 1, 110000, 112000, 143000]
+    assert run.left_out == {111000: KNOWN_BAD_STEPS[repo][111000]}
+    with pytest.raises(CheckpointError, match=r"step 111000 is left out: the branch has no weights \(EleutherAI/pythia#202\)"):
+        run.checkpoint(111000)
+    # The other seeds keep every step; an entry for a branch the repo lacks changes nothing.
+    other = HubRun("EleutherAI/pythia-410m-seed1", tmp_path, api=RecordedApi(_refs_answer([0, 111000, 143000])))
+    assert other.steps == [0, 111000, 143000] and other.left_out == {}
+    fixed = HubRun(repo, tmp_path / "fixed", api=RecordedApi(_refs_answer([0, 143000])))
+    assert fixed.steps == [0, 143000] and fixed.left_out == {}
+
+
+def test_a_step0_that_is_not_the_runs_initialisation_is_left_out(tmp_path):
+    # pythia-160m-weight-seed1/2: step1 onwards continues from another run's init (EleutherAI/pythia#203).
+    run = HubRun("EleutherAI/pythia-160m-weight-seed1", tmp_path, api=RecordedApi(_refs_answer([0, 1, 2, 143000])))
+    assert run.steps == [1, 2, 143000] and "pythia#203" in run.left_out[0]
+    kept = HubRun("EleutherAI/pythia-160m-weight-seed1", tmp_path / "b", api=RecordedApi(_refs_answer([0, 1])), known_bad={})
+    assert kept.steps == [0, 1] and kept.left_out == {}

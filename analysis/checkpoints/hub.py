@@ -21,6 +21,21 @@ SUITE_RULES = {
     "olmo": r"step(\d+)-tokens\d+B",  # allenai/OLMo-1B-hf: step20000-tokens84B
 }
 ORG_RULES = {"EleutherAI": "pythia", "stanford-crfm": "crfm-gpt2", "allenai": "olmo"}
+# PolyPythias seed runs (EleutherAI/pythia-{14m,31m,70m,160m,410m}-seed{1..9}, and the decoupled
+# pythia-160m-{data,weight}-seed{1..3}) name their 154 branches as Pythia does: the same rule.
+
+# Branches reported not to hold the run's own checkpoint at that step. They are left out of
+# the run's steps (the audit then lists them as missing from the schedule); each says where
+# it was reported, so an entry can be dropped once upstream fixes it.
+KNOWN_BAD_STEPS = {
+    "EleutherAI/pythia-410m-seed2": {111000: "the branch has no weights (EleutherAI/pythia#202)"},
+    "EleutherAI/pythia-410m-seed6": {88000: "the branch has no weights (EleutherAI/pythia#202)"},
+    "EleutherAI/pythia-410m-seed9": {40000: "the branch has no weights (EleutherAI/pythia#202)"},
+    # step0 is an initialisation the run never trained from: from step1 on, both runs continue
+    # from data-seed1's initialisation instead (EleutherAI/pythia#203).
+    "EleutherAI/pythia-160m-weight-seed1": {0: "step0 is not this run's initialisation (EleutherAI/pythia#203)"},
+    "EleutherAI/pythia-160m-weight-seed2": {0: "step0 is not this run's initialisation (EleutherAI/pythia#203)"},
+}
 
 
 def rule_for(repo: str) -> str:
@@ -41,7 +56,7 @@ class HubRun:
     """A checkpoint suite on the hub with the Run interface (name, steps, checkpoint)."""
 
     def __init__(self, repo: str, cache_dir, name: str | None = None, api=None, fs=None, rule: str | None = None,
-                 path_for=None):
+                 path_for=None, known_bad: dict | None = None):
         self.repo, self.name = repo, name or repo.split("/")[-1]
         self.cache_dir = Path(cache_dir)
         self._api, self._fs = api, fs
@@ -52,6 +67,11 @@ class HubRun:
         self.branches = steps_from_branches(self._refs(), self.rule)
         if not self.branches:
             raise CheckpointError(f"{repo}: no branch matches the revision rule {self.rule!r}")
+        bad = {r.lower(): steps for r, steps in (KNOWN_BAD_STEPS if known_bad is None else known_bad).items()}
+        # {step: why} for branches that exist but are known to be wrong; not among `steps`.
+        self.left_out = {s: why for s, why in bad.get(repo.lower(), {}).items() if s in self.branches}
+        for s in self.left_out:
+            del self.branches[s]
 
     def __repr__(self):
         return f"HubRun({self.repo!r}, {len(self.branches)} steps)"
@@ -97,6 +117,8 @@ class HubRun:
         return sorted(self.branches)
 
     def checkpoint(self, step: int) -> Checkpoint:
+        if step in self.left_out:
+            raise CheckpointError(f"run {self.name!r} ({self.repo}): step {step} is left out: {self.left_out[step]}")
         if step not in self.branches:
             raise CheckpointError(f"run {self.name!r} ({self.repo}) has no step {step}; it has {len(self.steps)} "
                                   f"steps from {self.steps[0]} to {self.steps[-1]}")
