@@ -104,3 +104,10 @@ def test_excess_kurtosis_is_scipys():
     rng = np.random.default_rng(3)
     for w in (rng.normal(size=(50, 80)), rng.logistic(size=(200, 100)), rng.standard_t(5, size=(30, 30)).astype(np.float32)):
         assert measures.excess_kurtosis(w) == pytest.approx(scipy.stats.kurtosis(w.astype(np.float64).ravel()), rel=1e-10)
+
+
+def test_tail_alpha_equals_powerlaws_fit_at_the_same_xmin():
+    rng = np.random.default_rng(3)
+    for sv in (np.sqrt(rng.pareto(2.5, 300) + 1), rng.standard_normal((200, 80)).std(axis=0) * 10,
+               np.linalg.svd(rng.standard_t(3, (150, 60)), compute_uv=False)):
+        assert measures.tail_alpha(sv) == pytest.approx(measures.powerlaw_alpha(sv)["alpha"], rel=1e-12)
