@@ -13,7 +13,7 @@ import hashlib
 import numpy as np
 import scipy.stats
 
-from .backend import to_numpy
+from .backend import module_of, to_numpy
 from .spectra import singular_values
 
 KINDS = ("gaussian", "logistic", "shuffled")
@@ -49,16 +49,9 @@ def fit_logistic(w, max_entries: int = 200_000, seed: int = 0) -> dict:
     # below 1/50 of the entries NumPy draws it without permuting them all (16M: 5 ms, not 360).
     if x.size > max_entries:
         idx = np.random.default_rng(seed).choice(x.size, max_entries, replace=False)
-        x = x[idx] if isinstance(x, np.ndarray) else x[_like(x, idx)]
+        x = x[module_of(x).asarray(idx)]
     loc, scale = scipy.stats.logistic.fit(to_numpy(x).astype(np.float64))
     return {"loc": float(loc), "scale": float(scale)}
-
-
-def _like(x, a):
-    """a (NumPy) on x's array module."""
-    import cupy
-
-    return cupy.asarray(a) if isinstance(x, cupy.ndarray) else a
 
 
 def sample(kind: str, params: dict, shape: tuple, seed: int, w=None, xp=np):
