@@ -2,8 +2,9 @@
 
 import numpy as np
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from .. import shape
+from .. import measures
 from . import style
 
 PART_COLORS = {"q": "#4c72b0", "k": "#dd8452", "v": "#55a868"}
@@ -32,16 +33,21 @@ def qkv_layout(n_heads: int, head_size: int, show_heads: int = 4):
 
 def qkv_spectra(parts: dict, bins: int = 30):
     """Histograms of σ / rms(σ) of the fused QKV matrix and of Q, K and V split out of it,
-    each against its own sampled Gaussian baseline. parts: {name: (sv, gaussian_sv)}. -> Figure"""
-    fig, axes = style.figure(1, len(parts), width=2.6 * len(parts), height=2.6, sharey=True)
-    top = max(max(shape.normalised(a).max(), shape.normalised(b).max()) for a, b in parts.values())
+    each against its own sampled Gaussian matrix. parts: the results' qkv_parts table,
+    {f"{name}_sv", f"{name}_gaussian"} for name in fused, q, k, v. -> Figure"""
+    names = [k[: -len("_sv")] for k in parts if k.endswith("_sv")]
+    pairs = {n: (parts[f"{n}_sv"], parts[f"{n}_gaussian"]) for n in names}
+    fig, axes = style.figure(1, len(pairs), width=2.6 * len(pairs), height=2.6, sharey=True)
+    top = max(max(measures.normalised(a).max(), measures.normalised(b).max()) for a, b in pairs.values())
     edges = np.linspace(0, 1.02 * top, bins + 1)
-    for ax, (name, (sv, base)) in zip(axes[0], parts.items()):
-        ax.hist(shape.normalised(sv), edges, density=True, color=PART_COLORS.get(name, style.ROLE_COLORS["qkv"]), alpha=0.8)
-        dens, _ = np.histogram(shape.normalised(base), edges, density=True)
-        ax.stairs(dens, edges, **{k: v for k, v in style.BASELINES["gaussian"].items() if k != "label"})
-        ax.set_title(f"{name}: KS {shape.ks_distance(sv, base):.2f}")
+    for ax, (name, (sv, base)) in zip(axes[0], pairs.items()):
+        ax.hist(measures.normalised(sv), edges, density=True, color=PART_COLORS.get(name, style.ROLE_COLORS["qkv"]),
+                alpha=0.8, label="weights")
+        dens, _ = np.histogram(measures.normalised(base), edges, density=True)
+        ax.stairs(dens, edges, **{**style.BASELINES["gaussian"], "label": "Gaussian, sampled"})
+        ax.set_title(f"{name}: KS {measures.ks_distance(sv, base):.2f}")
         ax.set_xlabel("σ / rms(σ)")
+    axes[0, 0].legend(fontsize="x-small", loc="upper right")
     return fig
 
 
@@ -55,6 +61,9 @@ def baselines_vs_mp(table):
                 **{k: v for k, v in style.BASELINES[kind].items() if k not in ("label",)})
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # labelled 1-2-5 steps, plain numbers:
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # matplotlib's own minor labels collide
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("matrix rows (columns = 2 × rows)")
     ax.set_ylabel("KS distance to MP")
     ax.legend(fontsize="small")

@@ -108,10 +108,15 @@ def claims_markdown(summary: pd.DataFrame, claims: dict) -> str:
     return markdown(pd.DataFrame(rows))
 
 
-def audit_summary_markdown(audit: pd.DataFrame) -> str:
-    """Per run: steps audited, steps flagged, non-finite values found."""
-    rows = [{"run": run, "steps": len(g), "flagged": int((g["flag"] != "").sum()), "non-finite values": int(g["nonfinite"].sum())}
-            for run, g in audit.groupby("run", sort=False)]
+def audit_summary_markdown(audit: pd.DataFrame, runs: dict | None = None) -> str:
+    """Per run (in the order of `runs`, {run: declared role}, when given): steps audited,
+    steps flagged, non-finite values found."""
+    order = list(runs or {}) + [x for x in dict.fromkeys(audit["run"]) if x not in (runs or {})]
+    rows = []
+    for run in order:
+        g = audit[audit["run"] == run]
+        rows.append({"run": run, **({"role": runs.get(run, "")} if runs else {}), "steps": len(g),
+                     "flagged": int((g["flag"] != "").sum()), "non-finite values": int(g["nonfinite"].sum())})
     return markdown(pd.DataFrame(rows))
 
 
@@ -120,3 +125,20 @@ def audit_flags_markdown(audit: pd.DataFrame) -> str:
     flagged = audit[audit["flag"] != ""]
     shown = flagged.assign(content_hash=flagged["content_hash"].str[:12])[["run", "step", "content_hash", "flag", "error"]]
     return markdown(shown)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def power_of_ten(x: float) -> str:
+    """1e-06 -> '10⁻⁶', 2.5e-06 -> '2.5·10⁻⁶' (for prose)."""
+    exp = int(np.floor(np.log10(abs(x))))
+    mantissa = x / 10.0**exp
+    head = "" if np.isclose(mantissa, 1.0) else f"{mantissa:.3g}·"
+    return f"{head}10{str(exp).translate(_SUPERSCRIPT)}"
+
+
+def settings_markdown(settings: dict, extra: dict | None = None) -> str:
+    """A settings mapping as a (setting, value) table; `extra` rows (derived values) after it."""
+    rows = [{"setting": k, "value": str(v)} for k, v in {**settings, **(extra or {})}.items()]
+    return markdown(pd.DataFrame(rows))
