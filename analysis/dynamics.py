@@ -1,70 +1,59 @@
-"""Through-training measures: trajectories, run-to-run similarity and change points.
+"""Through-training comparisons of runs, shaped for the deduplication chapter's figures.
 
-Inputs are the tidy measures table (run, step, block, role, measure, value). Trajectories
-are indexed by checkpoint order, as the study's "checkpoint 20" is.
+Plain functions of the results' tidy tables (run, step, block, role, measure, value): the
+measures table (`results.measures`) and the run distances (`results.run_distances`).
+The verdicts themselves are in analysis.verdicts; these only shape what the figures show.
 """
 
 import numpy as np
 import pandas as pd
-import ruptures
 import scipy.stats
 
 
 def trajectories(table: pd.DataFrame, measure: str) -> pd.DataFrame:
-    """Wide table: index (role, block, step), one column per run."""
+    """Wide table of one measure: index (role, block, step), one column per run."""
     sub = table[table["measure"] == measure]
     return sub.pivot_table(index=["role", "block", "step"], columns="run", values="value").sort_index()
 
 
-def run_similarity(table: pd.DataFrame, measure: str, a: str, b: str) -> pd.DataFrame:
-    """Per role and block: Pearson r of the two runs' trajectories, and the largest relative
-    difference |a - b| / mean(|a|, |b|) with the step where it happens."""
+def ordering_agreement(table: pd.DataFrame, measure: str, reference: str) -> pd.DataFrame:
+    """Per other run, role and step: Kendall τ between that run's and the reference's
+    ordering of the blocks by `measure` (1: same order). Steps where either run lacks a
+    block, or with fewer than three blocks, are left out.
+    -> (run, role, step, kendall_tau)"""
     wide = trajectories(table, measure)
+    others = [run for run in dict.fromkeys(table["run"]) if run != reference]
     rows = []
-    for (role, block), g in wide.groupby(level=["role", "block"], sort=False):
-        x, y = g[a].to_numpy(), g[b].to_numpy()
-        rel = np.abs(x - y) / np.maximum((np.abs(x) + np.abs(y)) / 2, 1e-30)
-        i = int(rel.argmax())
-        rows.append({"role": role, "block": block, "pearson_r": float(scipy.stats.pearsonr(x, y).statistic),
-                     "max_rel_diff": float(rel[i]), "at_step": int(g.index.get_level_values("step")[i])})
-    return pd.DataFrame(rows)
+    roles = list(dict.fromkeys(table["role"]))
+    for (role, step), g in sorted(wide.groupby(level=["role", "step"]), key=lambda x: (roles.index(x[0][0]), x[0][1])):
+        for run in others:
+            pair = g[[reference, run]].dropna() if run in g else g.iloc[:0]
+            if len(pair) > 2:
+                tau = scipy.stats.kendalltau(pair[reference], pair[run]).statistic
+                rows.append({"run": run, "role": role, "step": int(step), "kendall_tau": float(tau)})
+    return pd.DataFrame(rows, columns=["run", "role", "step", "kendall_tau"])
 
 
-def ordering_agreement(table: pd.DataFrame, measure: str, a: str, b: str) -> pd.DataFrame:
-    """Per role and step: Kendall tau between the two runs' orderings of the blocks."""
-    wide = trajectories(table, measure)
-    rows = []
-    for (role, step), g in wide.groupby(level=["role", "step"], sort=False):
-        if len(g) > 2:
-            rows.append({"role": role, "step": step, "kendall_tau": float(scipy.stats.kendalltau(g[a], g[b]).statistic)})
-    return pd.DataFrame(rows)
-
-
-def largest_shift(values: np.ndarray) -> dict:
-    """The single most important change point of a trajectory (ruptures' binary segmentation,
-    l2 cost), and how sharp it is: the largest one-checkpoint change next to it, as a fraction
-    of the trajectory's whole range (1: all change happens in one interval)."""
-    x = np.asarray(values, dtype=np.float64)
-    span = float(x.max() - x.min())
-    if len(x) < 4 or span == 0:
-        return {"index": None, "sharpness": 0.0, "size": 0.0}
-    (b, _end) = ruptures.Binseg(model="l2", min_size=1, jump=1).fit(x[:, None]).predict(n_bkps=1)
-    near = [i for i in (b - 1, b, b + 1) if 1 <= i < len(x)]
-    steps = np.abs(np.diff(x))
-    return {"index": int(b), "sharpness": float(max(steps[i - 1] for i in near) / span),
-            "size": float(abs(x[b:].mean() - x[:b].mean()) / span)}
-
-
-def shifts(table: pd.DataFrame, measure: str) -> pd.DataFrame:
-    """Per run and role: the largest shift of the block-averaged trajectory (each block's
-    trajectory divided by its value at the first checkpoint), its checkpoint and step."""
+def over_blocks(table: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Per run, role and step: mean of `measure` over the blocks, with the smallest and
+    largest block's value. -> (run, role, step, mean, low, high, blocks)"""
     sub = table[table["measure"] == measure]
-    rows = []
-    for (run, role), g in sub.groupby(["run", "role"], sort=False):
-        wide = g.pivot_table(index="step", columns="block", values="value").sort_index()
-        mean = (wide / wide.iloc[0]).mean(axis=1)
-        s = largest_shift(mean.to_numpy())
-        step = None if s["index"] is None else int(mean.index[s["index"]])
-        rows.append({"run": run, "role": role, "checkpoint": s["index"], "step": step,
-                     "sharpness": s["sharpness"], "size": s["size"]})
-    return pd.DataFrame(rows)
+    out = (sub.groupby(["run", "role", "step"], sort=False)["value"]
+           .agg(mean="mean", low="min", high="max", blocks="size").reset_index())
+    return out.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def mean_over_matrices(table: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Per run and step: mean of `measure` over every matrix (block and role) that has it,
+    as verdicts.diverged_from averages the weight distance. -> (run, step, value)"""
+    sub = table[table["measure"] == measure]
+    out = sub.groupby(["run", "step"], sort=False)["value"].mean().reset_index()
+    return out.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def activation_kurtosis(activations: list[dict]) -> pd.DataFrame:
+    """The activation records' per-block excess kurtosis as a tidy table.
+    -> (run, step, block, kurtosis)"""
+    rows = [{"run": a["run"], "step": int(a["step"]), "block": b, "kurtosis": float(k)}
+            for a in activations for b, k in enumerate(np.asarray(a["kurtosis"]))]
+    return pd.DataFrame(rows, columns=["run", "step", "block", "kurtosis"])

@@ -1,70 +1,147 @@
-"""Spectra and shape measures across the blocks of a model."""
+"""Spectra and shape measures across the blocks of a model, and claim 3's resolution."""
 
 import numpy as np
+import pandas as pd
 
-from .. import shape
+from .. import intervals, measures
 from . import style
 from .animation import cached_mp4
+from .residual import legend_columns, run_handles, run_label
 
-DEPTH_VERSION = 2  # bump when the drawing changes
+DEPTH_VERSION = 4  # bump when the drawing changes
+
+# Measures of the by-block figure: (label, baseline kind whose draws give the noise band).
+BLOCK_MEASURES = {"w1_gaussian": ("W1 of σ/rms to Gaussian draws", "gaussian"),
+                  "tail": ("σmax / rms(σ)", "gaussian"),
+                  "alpha": ("power-law α of σ² (smaller: heavier)", "gaussian"),
+                  "near_zero": ("near-zero fraction", "gaussian")}
+
+
+def _gaussian_line(rec: dict) -> np.ndarray:
+    """The first Gaussian draw of a record ("gaussian" holds K draws, (K, k))."""
+    return np.asarray(rec["gaussian"]).reshape(-1, len(rec["sv"]))[0]
 
 
 def _normalised_limits(records, bins):
-    top = max(max(shape.normalised(r["sv"]).max(), shape.normalised(r["gaussian"]).max()) for r in records)
+    top = max(max(measures.normalised(r["sv"]).max(), measures.normalised(_gaussian_line(r)).max()) for r in records)
     edges = np.linspace(0, 1.02 * top, bins + 1)
-    ymax = max(np.histogram(shape.normalised(r[k]), edges, density=True)[0].max() for r in records for k in ("sv", "gaussian"))
+    ymax = max(np.histogram(measures.normalised(x), edges, density=True)[0].max()
+               for r in records for x in (r["sv"], _gaussian_line(r)))
     return edges, 1.05 * ymax
 
 
-def block_grid(records: list[dict], run: str, step: int, bins: int, limits=None, title: str | None = None):
-    """Roles (rows) × blocks (columns): histograms of σ / rms(σ) of the weights (filled) and
-    of the Gaussian baseline (line), one run at one step; axes shared. -> Figure"""
-    rs = [r for r in records if r["run"] == run and r["step"] == step]
-    roles = list(dict.fromkeys(r["role"] for r in rs))
-    blocks = sorted({r["block"] for r in rs})
-    edges, ymax = limits or _normalised_limits(rs, bins)
-    fig, axes = style.figure(len(roles), len(blocks), width=max(1.45 * len(blocks), 6.0), height=1.5 * len(roles) + 0.6,
-                             sharex=True, sharey=True)
-    for i, role in enumerate(roles):
-        for j, block in enumerate(blocks):
+MAX_GRID_BLOCKS = 12  # rows of a block grid; more blocks are shown evenly spread (the title says so)
+
+
+def shown_blocks(blocks, most: int = MAX_GRID_BLOCKS) -> list:
+    """All blocks, or `most` of them evenly spread (first and last included)."""
+    blocks = sorted(blocks)
+    if len(blocks) <= most:
+        return blocks
+    return [blocks[int(i)] for i in np.unique(np.linspace(0, len(blocks) - 1, most).round())]
+
+
+def block_grid(records: list[dict], bins: int, limits=None, title: str | None = None):
+    """Blocks (rows) × roles (columns): histograms of σ / rms(σ) of the weights (filled) and
+    of the first Gaussian draw (line), records of one run at one step; axes shared. With
+    more than MAX_GRID_BLOCKS blocks, that many evenly spread ones. -> Figure"""
+    roles = list(dict.fromkeys(r["role"] for r in records))
+    every = sorted({r["block"] for r in records})
+    blocks = shown_blocks(every)
+    if len(blocks) < len(every):
+        title = f"{title or ''} ({len(blocks)} of {len(every)} blocks)".strip()
+    edges, ymax = limits or _normalised_limits(records, bins)
+    fig, axes = style.figure(len(blocks), len(roles), width=min(10.0, 2.4 * len(roles)),
+                             height=0.95 * len(blocks) + 0.9, sharex=True, sharey=True)
+    line = {k: v for k, v in style.BASELINES["gaussian"].items() if k != "label"}
+    for i, block in enumerate(blocks):
+        for j, role in enumerate(roles):
             ax = axes[i, j]
-            rec = next(r for r in rs if r["role"] == role and r["block"] == block)
-            ax.hist(shape.normalised(rec["sv"]), edges, density=True, color=style.ROLE_COLORS[role], alpha=0.8)
-            dens, _ = np.histogram(shape.normalised(rec["gaussian"]), edges, density=True)
-            ax.stairs(dens, edges, **{k: v for k, v in style.BASELINES["gaussian"].items() if k != "label"})
+            rec = next(r for r in records if r["role"] == role and r["block"] == block)
+            ax.hist(measures.normalised(rec["sv"]), edges, density=True, color=style.ROLE_COLORS[role], alpha=0.8)
+            dens, _ = np.histogram(measures.normalised(_gaussian_line(rec)), edges, density=True)
+            ax.stairs(dens, edges, **line)
             ax.set_ylim(0, ymax)
             ax.tick_params(labelsize="xx-small")
             if i == 0:
-                ax.set_title(f"block {block}", fontsize="small")
-        axes[i, 0].set_ylabel(style.ROLE_LABELS[role], fontsize="small")
-    fig.suptitle(title or f"run {run} · step {step} · σ / rms(σ): weights (filled) vs Gaussian baseline (line)",
-                 fontsize="medium")
+                ax.set_title(style.ROLE_LABELS[role], fontsize="small")
+            if i == len(blocks) - 1:
+                ax.set_xlabel("σ / rms(σ)", fontsize="x-small")
+        axes[i, 0].set_ylabel(f"block {block}", fontsize="small")
+    if title:
+        fig.suptitle(title, fontsize="medium")
     return fig
 
 
-def block_animation(records: list[dict], run: str, folder, bins: int, fps: float):
-    """block_grid through training, axes fixed over all frames. -> path"""
+def block_animation(records: list[dict], run: str, role: str, folder, bins: int, fps: float):
+    """block_grid of one run through training, axes fixed over all frames. -> path"""
     rs = [r for r in records if r["run"] == run]
 
     def frames():
         limits = _normalised_limits(rs, bins)
         for step in sorted({r["step"] for r in rs}):
-            yield block_grid(rs, run, step, bins, limits, title=f"run {run} · step {step} · σ / rms(σ) by block")
+            yield block_grid([r for r in rs if r["step"] == step], bins, limits,
+                             title=f"{run_label(run, role)} · step {step} · weights (filled) vs Gaussian draw (line)")
 
-    key = {"v": DEPTH_VERSION, "keys": [r["key"] for r in rs], "bins": bins}
+    key = {"v": DEPTH_VERSION, "keys": [r["key"] for r in rs], "bins": bins, "role": role}
     return cached_mp4(folder, f"blocks-{run}", key, frames, fps)
 
 
-def measures_by_block(table, measures: dict):
-    """One panel per measure: value against block, a line per role and run. -> Figure"""
-    fig, axes = style.figure(1, len(measures), width=3.4 * len(measures), height=3.2)
-    for ax, (measure, label) in zip(axes[0], measures.items()):
-        sub = table[table["measure"] == measure]
-        for (role, run), g in sub.groupby(["role", "run"], sort=False):
-            g = g.sort_values("block")
-            ax.plot(g["block"], g["value"], marker="o", markersize=3, color=style.ROLE_COLORS[role],
-                    label=f"{style.ROLE_LABELS[role]} ({run})", **style.RUN_STYLES.get(run, {}))
-        ax.set_xlabel("block")
-        ax.set_ylabel(label)
-    axes[0, 0].legend(fontsize="xx-small", ncol=2)
+def draw_bands(draws: pd.DataFrame, level: float, kinds: dict) -> pd.DataFrame:
+    """Prediction band (analysis.intervals.prediction_band at `level`) of each measure over
+    its kind's draws, per (run, step, block, role). kinds: {measure: kind}.
+    -> (run, step, block, role, measure, low, high)"""
+    rows = []
+    for measure, kind in kinds.items():
+        sub = draws[(draws["measure"] == measure) & (draws["kind"] == kind)]
+        for (run, step, block, role), g in sub.groupby(["run", "step", "block", "role"], sort=False):
+            lo, hi = intervals.prediction_band(g["value"], level)
+            rows.append((run, step, block, role, measure, lo, hi))
+    return pd.DataFrame(rows, columns=["run", "step", "block", "role", "measure", "low", "high"])
+
+
+def _last_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Each run's rows at its own last step."""
+    return table[table["step"] == table.groupby("run")["step"].transform("max")]
+
+
+def measures_by_block(table: pd.DataFrame, draws: pd.DataFrame, names: dict, level: float,
+                      shown: dict = BLOCK_MEASURES):
+    """Measures (rows) × roles (columns) against block at each run's last step: the weights'
+    value (line, styled by run role) and the `level` prediction band of the same measure
+    over the baseline draws (shaded, one per run). -> Figure"""
+    last, last_draws = _last_rows(table), _last_rows(draws[draws["measure"].isin(list(shown))])
+    bands = draw_bands(last_draws, level, {m: kind for m, (_, kind) in shown.items()})
+    roles = list(dict.fromkeys(last["role"]))
+    blocks = sorted(last["block"].unique())
+    fig, axes = style.figure(len(shown), len(roles), width=min(10.0, 2.5 * len(roles)), height=1.9 * len(shown) + 0.7,
+                             sharex=True)
+    for i, (measure, (label, kind)) in enumerate(shown.items()):
+        for j, role in enumerate(roles):
+            ax = axes[i, j]
+            color = style.ROLE_COLORS[role]
+            for run, run_role in names.items():
+                b = bands[(bands["run"] == run) & (bands["role"] == role) & (bands["measure"] == measure)].sort_values("block")
+                ax.fill_between(b["block"], b["low"], b["high"], color=color, alpha=style.BAND_ALPHA / 2, linewidth=0)
+                g = last[(last["run"] == run) & (last["role"] == role) & (last["measure"] == measure)].sort_values("block")
+                ax.plot(g["block"], g["value"], marker="o", markersize=3, color=color, **style.run_style(run_role))
+            ax.tick_params(labelsize="x-small")
+            if i == 0:
+                ax.set_title(style.ROLE_LABELS[role], fontsize="small")
+            if i == len(shown) - 1:
+                ax.set_xlabel("block", fontsize="small")
+                ax.set_xticks(blocks)
+        axes[i, 0].set_ylabel(label, fontsize="x-small")
+    fig.legend(*run_handles(names), loc="outside lower center", ncol=legend_columns(len(names)), fontsize="small",
+               title=f"shaded: {level:.0%} prediction band of the Gaussian draws, one per run", title_fontsize="small")
     return fig
+
+
+def resolution_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """Claim 3's verdict rows as what each test can resolve: per row the role, the measure,
+    the number of blocks N, the smallest slope detected with 80% power per block, and the
+    same across the depth (× (N − 1)), next to the measured slope and its interval."""
+    out = rows[["role", "measure", "blocks", "resolution", "effect", "low", "high", "verdict"]].copy()
+    out["blocks"] = out["blocks"].astype(int)
+    out["across depth"] = out["resolution"] * (out["blocks"] - 1)
+    return out.reset_index(drop=True)
