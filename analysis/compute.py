@@ -114,7 +114,7 @@ def _verdicts(r):
     v, level = r.cfg["verdicts"], r.cfg["verdicts"]["level"]
     same_process = [r.reference, *r.of_role("replica")]
     parts = [verdicts.weight_distribution(r.measures, r.draws, r.block, level, v["formed_by"]),
-             verdicts.residual_paths(r.toy_fit, r.toy_depth, r.n_layers, level),
+             verdicts.residual_paths(r.toy_fit, r.toy_depth, r.n_layers, level, r.cfg["residual"]["sigma2"]),
              verdicts.depth_trends(r.measures, r.draws, same_process, level, v["bootstrap"], r.cfg["seed"])]
     if r.of_role("treatment") and r.of_role("replica"):
         steps = sorted(set(r.steps[r.reference]))
@@ -124,7 +124,10 @@ def _verdicts(r):
 
 
 def _diverged(r):
-    return {"step": np.int64(verdicts.diverged_from(r.run_distances, r.of_role("treatment")[0], r.cfg["verdicts"]["diverged"]))}
+    treatment = r.of_role("treatment")[0]
+    curve = verdicts.divergence(r.run_distances, treatment)
+    return {"step": np.int64(verdicts.diverged_from(r.run_distances, treatment, r.cfg["verdicts"]["diverged"])),
+            "steps": curve.index.to_numpy(), "distance": curve.to_numpy()}
 
 
 def _run_info(r):

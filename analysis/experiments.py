@@ -55,8 +55,9 @@ def toy_against_controls(runs: dict, records: list[dict], sim: dict, width: int,
         best = int(dist[:, :half].mean(axis=1).argmin())
         held = dist[:, half:]
         per_seed = held.argmin(axis=0) + 1
-        depth.append((*ids, best + 1, float(np.percentile(per_seed, 10)), float(np.percentile(per_seed, 90)),
-                      (best + 1) * sim["sigma2"] / (1 + sim["sigma2"]), float(held[best].mean())))
+        depth.append((*ids, best + 1, int(held.mean(axis=1).argmin() + 1), float(np.percentile(per_seed, 10)),
+                      float(np.percentile(per_seed, 90)), (best + 1) * sim["sigma2"] / (1 + sim["sigma2"]),
+                      float(held[best].mean())))
         fit += [(*ids, "toy", s, float(v)) for s, v in enumerate(held[best])]
         for kind in ("gaussian", "logistic"):
             fit += [(*ids, kind, i, measures.w1_distance(r["sv"], d)) for i, d in enumerate(r[kind])]
@@ -67,7 +68,7 @@ def toy_against_controls(runs: dict, records: list[dict], sim: dict, width: int,
             fit.append((*ids, "scaled", i, measures.w1_distance(r["sv"], singular_values(control))))
     cols = ["run", "step", "block", "role"]
     return (pd.DataFrame(fit, columns=[*cols, "model", "sample", "w1"]),
-            pd.DataFrame(depth, columns=[*cols, "depth", "low", "high", "mean_path_length", "distance"]))
+            pd.DataFrame(depth, columns=[*cols, "depth", "heldout_depth", "low", "high", "mean_path_length", "distance"]))
 
 
 def effective_depths(records: list[dict], sim: dict, width: int) -> pd.DataFrame:

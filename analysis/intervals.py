@@ -11,11 +11,15 @@ import scipy.stats
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
 
 
-def prediction_band(values, level: float = 0.95) -> tuple[float, float]:
+def prediction_band(values, level: float = 0.95, log: bool = False) -> tuple[float, float]:
     """Where one more draw from the distribution `values` were drawn from falls with
     probability `level` (Student t, unknown mean and variance): the noise band of a single
-    measured value against n baseline draws."""
+    measured value against n baseline draws. `log`: for a positive, right-skewed measure
+    (a power-law exponent), the band of log(values), mapped back: never below zero."""
     x = np.asarray(values, dtype=np.float64)
+    if log:
+        lo, hi = prediction_band(np.log(x), level)
+        return float(np.exp(lo)), float(np.exp(hi))
     n, mean, sd = len(x), x.mean(), x.std(ddof=1)
     half = scipy.stats.t.ppf(0.5 + level / 2, n - 1) * sd * np.sqrt(1 + 1 / n)
     return float(mean - half), float(mean + half)

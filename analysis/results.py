@@ -21,7 +21,7 @@ from .architectures import resolve_block
 from .checkpoints import CheckpointError, open_runs, select_steps
 from .store import Store, key_digest
 
-TABLES_VERSION = 1  # bump when any table function in compute changes what it returns
+TABLES_VERSION = 2  # bump when any table function in compute changes what it returns
 CHAPTER_TABLES = {
     "index": ("verdicts",),
     "weight-distribution": ("spectra", "measures", "draws", "verdicts"),
@@ -86,10 +86,14 @@ class Results:
         return out
 
     @cached_property
+    def model_width(self) -> int:
+        """The model's width d: the smaller side of its analysed matrices."""
+        return compute.experiments.toy_width(self.records(run=self.reference, step=self.last_step()))
+
+    @cached_property
     def toy_width(self) -> int:
         w = self.cfg["residual"]["width"]
-        return int(w) if w != "model" else compute.experiments.toy_width(
-            [x for x in self.spectra if x["run"] == self.reference][:len(self.cfg["roles"])])
+        return self.model_width if w == "model" else int(w)
 
     @cached_property
     def suite(self) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from . import dynamics
 from . import intervals as iv
 
 STUDY_CLAIMS = {
@@ -20,12 +21,24 @@ STUDY_CLAIMS = {
     3: "across depth, output matrices get more Gaussian, input matrices stay or get heavier-tailed",
     4: "deduplicated and raw runs behave alike (spectra, norms, block order, activations); deduped QKV shifts more sharply",
 }
+KIND_NAMES = {"gaussian": "Gaussian", "logistic": "logistic"}
 OUTPUT_ROLES = ("attn_out", "mlp_out")  # the rest (qkv, mlp_in) read the residual stream
 STUDY_DEPTH_BAND, STUDY_LAYERS = (10, 20), 16  # the study's toy depths for pythia-1b's 16 blocks
 
 
-def _row(claim, part, run, role, measure, effect, low, high, verdict, noise=(np.nan, np.nan), resolution=np.nan):
-    return {"claim": claim, "part": part, "run": run, "role": role, "measure": measure, "effect": float(effect),
+COMPARISONS = {  # how a row's effect is judged
+    "band": "value against the baseline draws' prediction band",
+    "intervals": "interval against other intervals or a fixed band",
+    "interval": "interval of the effect against zero",
+    "ratio": "treatment–reference over replica–reference difference, interval against 1",
+    "difference": "treatment − reference against the replica's difference band",
+}
+
+
+def _row(claim, part, run, role, measure, effect, low, high, verdict, noise=(np.nan, np.nan), resolution=np.nan,
+         comparison="interval", detail=""):
+    return {"claim": claim, "part": part, "comparison": comparison, "run": run, "role": role, "measure": measure,
+            "detail": detail, "effect": float(effect),
             "low": float(low), "high": float(high), "noise_low": float(noise[0]), "noise_high": float(noise[1]),
             "resolution": float(resolution), "verdict": verdict}
 
@@ -84,18 +97,18 @@ def weight_distribution(measures: pd.DataFrame, draws: pd.DataFrame, block: int,
                 t = _one(m, measure="tail", role=role, **at)
                 band = iv.prediction_band(_values(d, kind=kind, measure="tail", role=role, **at), level)
                 mean = float(_values(d, kind=kind, measure="tail", role=role, **at).mean())
-                rows.append(_row(1, f"tail heavier than {kind.capitalize()} (σmax/rms)", run, role, f"σmax/rms ÷ {kind} draws'",
+                rows.append(_row(1, f"tail heavier than {KIND_NAMES[kind]} (σmax/rms)", run, role, f"σmax/rms ÷ {kind} draws'",
                                  t / mean, t / mean, t / mean, iv.above(t, band), (band[0] / mean, band[1] / mean),
-                                 (band[1] - band[0]) / 2 / mean))
+                                 (band[1] - band[0]) / 2 / mean, "band"))
             a = _one(m, measure="alpha", role=role, **at)
-            band = iv.prediction_band(_values(d, kind="gaussian", measure="alpha", role=role, **at), level)
+            band = iv.prediction_band(_values(d, kind="gaussian", measure="alpha", role=role, **at), level, log=True)
             rows.append(_row(1, "tail heavier than Gaussian (power-law α)", run, role, "α of σ² (smaller: heavier)",
-                             a, a, a, iv.below(a, band), band, (band[1] - band[0]) / 2))
+                             a, a, a, iv.below(a, band), band, (band[1] - band[0]) / 2, "band"))
             z = _one(m, measure="near_zero", role=role, **at)
-            band = iv.prediction_band(_values(d, kind="gaussian", measure="near_zero", role=role, **at), level)
+            band = np.clip(iv.prediction_band(_values(d, kind="gaussian", measure="near_zero", role=role, **at), level), 0, 1)
             rows.append(_row(1, "more near-zero singular values than Gaussian", run, role,
                              "fraction below the Gaussian draws' 10% quantile", z, z, z, iv.above(z, band), band,
-                             (band[1] - band[0]) / 2))
+                             (band[1] - band[0]) / 2, "band"))
         if "attn_out" in roles:
             ex = {r: excess_w1(m, d, level, role=r, **at) for r in roles}
             others = [r for r in roles if r != "attn_out"]
@@ -104,8 +117,9 @@ def weight_distribution(measures: pd.DataFrame, draws: pd.DataFrame, block: int,
                        iv.FAILS if any(ex[r][2] < a[1] for r in others) else iv.UNDECIDED)
             nearest = min(others, key=lambda r: ex[r][0])
             rows.append(_row(1, "attention output is the role nearest Gaussian", run, "attn_out",
-                             f"excess W1 to Gaussian (next nearest: {nearest} {ex[nearest][0]:.3g})",
-                             a[0], a[1], a[2], verdict, (ex[nearest][1], ex[nearest][2])))
+                             "excess W1 to Gaussian (noise: the next nearest role's interval)",
+                             a[0], a[1], a[2], verdict, (ex[nearest][1], ex[nearest][2]), comparison="intervals",
+                             detail=f"next nearest: {nearest} {ex[nearest][0]:.3g}"))
         for role in roles:
             rows.append(formation(m, d, run, role, block, level, formed_by))
     return pd.DataFrame(rows)
@@ -121,7 +135,7 @@ def formation(m, d, run, role, block, level, formed_by) -> dict:
     frac = np.array(steps, dtype=float) / steps[-1]
     part, measure = "shape forms early and then stays", f"share of training to half-way (early: ≤ {formed_by:.0%})"
     if not lo[-1] > hi[0]:  # the final shape is not beyond the initial one's noise
-        return _row(1, part, run, role, measure, np.nan, np.nan, np.nan, iv.UNDECIDED)
+        return _row(1, part, run, role, measure, np.nan, np.nan, np.nan, iv.UNDECIDED, comparison="intervals")
     half = value[0] + 0.5 * (value[-1] - value[0])
     first_possible, first_sure = int(np.argmax(hi >= half)), int(np.argmax(lo >= half)) if (lo >= half).any() else len(steps) - 1
     falls_back = bool((hi[first_sure:] < half).any())
@@ -133,10 +147,11 @@ def formation(m, d, run, role, block, level, formed_by) -> dict:
     else:
         verdict = iv.UNDECIDED
     return _row(1, part, run, role, measure, frac[int(np.argmax(value >= half))], frac[first_possible],
-                frac[first_sure], verdict)
+                frac[first_sure], verdict, (0.0, formed_by), comparison="intervals")
 
 
-def residual_paths(fit: pd.DataFrame, depth: pd.DataFrame, n_layers: int, level: float) -> pd.DataFrame:
+def residual_paths(fit: pd.DataFrame, depth: pd.DataFrame, n_layers: int, level: float,
+                   sigma2: float = 1.0) -> pd.DataFrame:
     """Claim 2 per run and role (configured block, last step): the toy at its best depth
     (chosen on half the toy's seeds, judged on the other half) fits the weights' spectrum
     better than every non-product control (W1 on σ/rms) beyond the draws' spread; and the
@@ -150,14 +165,15 @@ def residual_paths(fit: pd.DataFrame, depth: pd.DataFrame, n_layers: int, level:
         eff, lo, hi = iv.welch_interval(controls[best], toy, level)
         se = (hi - lo) / 2 / scipy.stats.norm.ppf(0.5 + level / 2)
         rows.append(_row(2, "toy fits better than non-product controls", run, role,
-                         f"W1(best control: {best}) − W1(toy)", eff, lo, hi, iv.positive(lo, hi),
-                         resolution=iv.detectable(se, level)))
+                         "W1(best control) − W1(toy)", eff, lo, hi, iv.positive(lo, hi),
+                         resolution=iv.detectable(se, level), detail=f"best control: {best}"))
         r = depth[(depth.run == run) & (depth.role == role)].iloc[0]
         verdict = (iv.HOLDS if lo_band <= r["low"] and r["high"] <= hi_band else
                    iv.FAILS if r["high"] < lo_band or r["low"] > hi_band else iv.UNDECIDED)
         rows.append(_row(2, f"best toy depth in the study's band ({lo_band:.3g}–{hi_band:.3g} of {n_layers})", run, role,
-                         f"toy depth L (mean path length {r['mean_path_length']:.3g})", r["depth"], r["low"], r["high"],
-                         verdict, (lo_band, hi_band)))
+                         "toy depth L on held-out seeds (10–90%)", r["heldout_depth"], r["low"], r["high"],
+                         verdict, (lo_band, hi_band), comparison="intervals",
+                         detail=f"mean path length {r['heldout_depth'] * sigma2 / (1 + sigma2):.3g}"))
     return pd.DataFrame(rows)
 
 
@@ -212,12 +228,18 @@ def depth_trends(measures: pd.DataFrame, draws: pd.DataFrame, runs: list[str], l
     return out
 
 
+def divergence(distances: pd.DataFrame, run: str) -> pd.Series:
+    """A run's relative weight distance from the reference per step, mean over the analysed
+    matrices (those with a weight_distance)."""
+    mean = dynamics.mean_over_matrices(distances[distances.run == run], "weight_distance")
+    return mean.set_index("step")["value"].sort_index()
+
+
 def diverged_from(distances: pd.DataFrame, treatment: str, share: float) -> int:
     """First step from which the treatment's weights are at least `share` of their final
-    relative distance from the reference's (mean over the analysed matrices): before it the
-    two runs are still near copies of their shared initial weights."""
-    g = distances[(distances.run == treatment) & (distances.measure == "weight_distance")]
-    curve = g.groupby("step")["value"].mean().sort_index()
+    relative distance from the reference's (`divergence`): before it the two runs are still
+    near copies of their shared initial weights."""
+    curve = divergence(distances, treatment)
     return int(curve.index[int(np.argmax(curve.to_numpy() >= share * curve.iloc[-1]))])
 
 
@@ -229,7 +251,7 @@ def _ratio_test(claim, part, measure, t: np.ndarray, r: np.ndarray, n_boot, leve
     est, lo, hi, se = iv.bootstrap(len(t), lambda i: np.nanmean(t[i]) / np.nanmean(r[i]), n_boot, level, seed)
     verdict = iv.HOLDS if hi <= 1 else iv.FAILS if lo > 1 else iv.UNDECIDED
     return _row(claim, part, "treatment vs replica", role, measure, est, lo, hi, verdict, (0.0, 1.0),
-                iv.detectable(se, level))
+                iv.detectable(se, level), "ratio")
 
 
 def deduplication(measures, distances, activations, roles: dict, block_steps: list, level, n_boot, seed,
@@ -297,7 +319,7 @@ def deduplication(measures, distances, activations, roles: dict, block_steps: li
         verdict = iv.HOLDS if lo > noise else iv.FAILS if hi < -noise else iv.UNDECIDED
         rows.append(_row(4, "treatment QKV norms shift more sharply", "treatment − reference", "qkv",
                          "steepest norm change per share of training ÷ range", est, lo, hi, verdict, (-noise, noise),
-                         iv.detectable(se, level)))
+                         iv.detectable(se, level), "difference"))
     return pd.DataFrame(rows), start
 
 
@@ -324,8 +346,9 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     for (claim, part), g in table.groupby(["claim", "part"], sort=False):
         counts = g["verdict"].value_counts()
         verdicts = set(g["verdict"])
-        rows.append({"claim": claim, "part": part, "measure": g["measure"].iloc[0].split(" (next")[0],
-                     "effect": f"{g['effect'].min():.3g}" + (f" – {g['effect'].max():.3g}" if len(g) > 1 else ""),
+        e = g["effect"].dropna()
+        effect = "—" if e.empty else f"{e.min():.3g}" + (f" – {e.max():.3g}" if e.nunique() > 1 else "")
+        rows.append({"claim": claim, "part": part, "measure": g["measure"].iloc[0], "effect": effect,
                      "holds": int(counts.get(iv.HOLDS, 0)), "does not hold": int(counts.get(iv.FAILS, 0)),
                      "undecided": int(counts.get(iv.UNDECIDED, 0)),
                      "verdict": verdicts.pop() if len(verdicts) == 1 else "mixed"})

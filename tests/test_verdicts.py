@@ -60,7 +60,7 @@ def test_claim1_logistic_is_not_counted_when_it_matches_gaussian():
     assert not t.part.str.contains("logistic").any()
     d.loc[(d.kind == "logistic") & (d.measure == "tail"), "value"] += 0.3  # now it differs beyond noise
     t = verdicts.weight_distribution(m, d, 0, 0.95, 0.25)
-    assert verdict(t, "tail heavier than Logistic") == iv.HOLDS  # 2.0 vs 1.8 ± 0.03
+    assert verdict(t, "tail heavier than logistic") == iv.HOLDS  # 2.0 vs 1.8 ± 0.03
 
 
 @pytest.mark.parametrize("curve,expected", [
@@ -130,8 +130,9 @@ def test_claim2_toy_must_beat_the_best_non_product_control(toy, expected):
     for model, level in (("gaussian", 0.1), ("logistic", 0.12), ("scaled", 0.1)):
         rows += [("run", 100, 0, "qkv", model, s, level + 0.01 * RNG.standard_normal()) for s in range(5)]
     fit = pd.DataFrame(rows, columns=["run", "step", "block", "role", "model", "sample", "w1"])
-    depth = pd.DataFrame([("run", 100, 0, "qkv", 12, 10, 14, 6.0, 0.01)],
-                         columns=["run", "step", "block", "role", "depth", "low", "high", "mean_path_length", "distance"])
+    depth = pd.DataFrame([("run", 100, 0, "qkv", 12, 12, 10, 14, 6.0, 0.01)],
+                         columns=["run", "step", "block", "role", "depth", "heldout_depth", "low", "high",
+                                  "mean_path_length", "distance"])
     t = verdicts.residual_paths(fit, depth, 16, 0.95)
     assert verdict(t, "toy fits better") == expected
     assert verdict(t, "best toy depth") == iv.HOLDS  # 10-14 inside 10-20 of 16

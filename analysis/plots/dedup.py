@@ -7,7 +7,6 @@ from .. import dynamics
 from ..activations import EDGES
 from . import style
 from .animation import cached_mp4
-from .residual import legend_columns, run_handles, run_label
 
 DEDUP_VERSION = 4  # bump when the drawing changes
 
@@ -60,7 +59,7 @@ def qkv_side_by_side(records: list[dict], names: dict, folder, bins: int, fps: f
                 if rec is None:
                     ax.set_visible(False)
                     continue
-                _qkv_panel(ax, rec, lim, run_label(run, names[run]))
+                _qkv_panel(ax, rec, lim, style.run_label(run, names[run]))
                 ax.set_xlabel("singular value")
             axes[0, 0].set_ylabel("density")
             _qkv_legend(fig, axes)
@@ -85,7 +84,7 @@ def qkv_grid(records: list[dict], names: dict, steps: list[int], bins: int):
             rec = next(r for r in rs if r["run"] == run and r["step"] == step)
             _qkv_panel(axes[i, j], rec, lim, f"step {step}" if i == 0 else "")
             axes[i, j].tick_params(labelsize="x-small")
-        axes[i, 0].set_ylabel(run_label(run, names[run], "\n"), fontsize="small")
+        axes[i, 0].set_ylabel(style.run_label(run, names[run], "\n"), fontsize="small")
     for ax in axes[-1]:
         ax.set_xlabel("singular value", fontsize="small")
     _qkv_legend(fig, axes)
@@ -139,7 +138,7 @@ def norms_by_block(measures: pd.DataFrame, names: dict, measure: str = "frobeniu
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
     _block_colorbar(fig, axes, blocks, colors)
-    fig.legend(*run_handles(names), loc="outside lower center", ncol=legend_columns(len(names)), fontsize="small")
+    fig.legend(*style.run_handles(names), loc="outside lower center", ncol=style.legend_columns(len(names)), fontsize="small")
     return fig
 
 
@@ -176,8 +175,8 @@ def weight_distance(distances: pd.DataFrame, names: dict, diverged_step: int, sh
                    ha="right", va="top", fontsize="x-small", color="0.3", xycoords=("data", "axes fraction"))
     left.set_ylabel("‖W − W_ref‖ / ‖W_ref‖")
     left.set_title("per matrix, every non-reference run", fontsize="small")
-    right.set_title(f"{run_label(treatment, names[treatment])}, mean over matrices", fontsize="small")
-    handles, labels = run_handles(others)
+    right.set_title(f"{style.run_label(treatment, names[treatment])}, mean over matrices", fontsize="small")
+    handles, labels = style.run_handles(others)
     handles += [Line2D([], [], color=style.ROLE_COLORS[r]) for r in roles]
     labels += [style.ROLE_LABELS[r] for r in roles]
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize="x-small")
@@ -205,7 +204,7 @@ def spectrum_distance(distances: pd.DataFrame, names: dict, diverged_step: int):
         ax.set_xlabel("training step")
     for ax in axes[:, 0]:
         ax.set_ylabel("W1 of σ/rms to reference")
-    fig.legend(*run_handles(others), loc="outside lower center", ncol=legend_columns(len(others)), fontsize="small",
+    fig.legend(*style.run_handles(others), loc="outside lower center", ncol=style.legend_columns(len(others)), fontsize="small",
                title="line: mean over blocks, shaded: smallest to largest block; vertical: diverged step",
                title_fontsize="x-small")
     return fig
@@ -231,7 +230,7 @@ def ordering_through_training(ordering: pd.DataFrame, names: dict, diverged_step
         ax.set_xlabel("training step")
     for ax in axes[:, 0]:
         ax.set_ylabel("Kendall τ vs reference")
-    fig.legend(*run_handles(others), loc="outside lower center", ncol=legend_columns(len(others)), fontsize="small")
+    fig.legend(*style.run_handles(others), loc="outside lower center", ncol=style.legend_columns(len(others)), fontsize="small")
     return fig
 
 
@@ -258,7 +257,7 @@ def activation_histograms(records: list[dict], names: dict, steps: list[int]):
                 ax.set_title(f"step {step}", fontsize="small")
             if i == len(runs) - 1:
                 ax.set_xlabel("value / std", fontsize="small")
-        axes[i, 0].set_ylabel(run_label(run, names[run], "\n"), fontsize="small")
+        axes[i, 0].set_ylabel(style.run_label(run, names[run], "\n"), fontsize="small")
     _block_colorbar(fig, axes, list(range(n_blocks)), dict(enumerate(colors)))
     return fig
 
@@ -279,7 +278,7 @@ def activation_kurtosis(records: list[dict], names: dict):
     ax.set_xlabel("training step")
     ax.set_ylabel("excess kurtosis of the residual stream")
     _block_colorbar(fig, axes, blocks, colors)
-    fig.legend(*run_handles(names), loc="outside lower center", ncol=legend_columns(len(names)), fontsize="small")
+    fig.legend(*style.run_handles(names), loc="outside lower center", ncol=style.legend_columns(len(names)), fontsize="small")
     return fig
 
 

@@ -6,7 +6,6 @@ import pandas as pd
 from .. import intervals, measures
 from . import style
 from .animation import cached_mp4
-from .residual import legend_columns, run_handles, run_label
 
 DEPTH_VERSION = 4  # bump when the drawing changes
 
@@ -81,7 +80,7 @@ def block_animation(records: list[dict], run: str, role: str, folder, bins: int,
         limits = _normalised_limits(rs, bins)
         for step in sorted({r["step"] for r in rs}):
             yield block_grid([r for r in rs if r["step"] == step], bins, limits,
-                             title=f"{run_label(run, role)} · step {step} · weights (filled) vs Gaussian draw (line)")
+                             title=f"{style.run_label(run, role)} · step {step} · weights (filled) vs Gaussian draw (line)")
 
     key = {"v": DEPTH_VERSION, "keys": [r["key"] for r in rs], "bins": bins, "role": role}
     return cached_mp4(folder, f"blocks-{run}", key, frames, fps)
@@ -132,7 +131,7 @@ def measures_by_block(table: pd.DataFrame, draws: pd.DataFrame, names: dict, lev
                 ax.set_xlabel("block", fontsize="small")
                 ax.set_xticks(blocks)
         axes[i, 0].set_ylabel(label, fontsize="x-small")
-    fig.legend(*run_handles(names), loc="outside lower center", ncol=legend_columns(len(names)), fontsize="small",
+    fig.legend(*style.run_handles(names), loc="outside lower center", ncol=style.legend_columns(len(names)), fontsize="small",
                title=f"shaded: {level:.0%} prediction band of the Gaussian draws, one per run", title_fontsize="small")
     return fig
 

@@ -7,7 +7,6 @@ from .. import measures, residual
 from . import style
 
 # Controls of the toy-fit figure, in drawing order; markers tell them apart in grey.
-CONTROL_MARKERS = {"gaussian": "s", "logistic": "^", "scaled": "D"}
 CONTROL_LABELS = {"toy": "toy at best depth (held-out seeds)", "gaussian": "Gaussian fit",
                   "logistic": "logistic fit", "scaled": "Gaussian, log-normal row/col scales"}
 
@@ -144,27 +143,9 @@ def effective_depth(table: pd.DataFrame, names: dict, sigma2: float, by: str, bl
         ax.set_xlabel("training step" if by == "step" else "block")
     for ax in axes[:, 0]:
         ax.set_ylabel("best toy depth L")
-    fig.legend(*run_handles(names), loc="outside lower center", ncol=legend_columns(len(names)), fontsize="small",
+    fig.legend(*style.run_handles(names), loc="outside lower center", ncol=style.legend_columns(len(names)), fontsize="small",
                title="band: 10–90% of the toy seeds' own best depths", title_fontsize="small")
     return fig
-
-
-def run_label(run: str, role: str, sep: str = " ") -> str:
-    """A run as figures name it: without a hub owner prefix, with its role."""
-    return f"{run.rsplit('/', 1)[-1]}{sep}({role})"
-
-
-def run_handles(names: dict, color="0.3"):
-    """Legend handles and labels for runs, one line style per run role. -> (handles, labels)"""
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color=color, **style.run_style(role)) for role in names.values()]
-    return handles, [run_label(run, role) for run, role in names.items()]
-
-
-def legend_columns(n: int) -> int:
-    """Columns of a legend below the panels: one row up to three entries, then rows of three."""
-    return n if n <= 3 else 3
 
 
 def toy_fit(fit: pd.DataFrame, names: dict):
@@ -172,7 +153,7 @@ def toy_fit(fit: pd.DataFrame, names: dict):
     held-out toy seed) and to each non-product control (one point per draw), with their
     means (bar); one panel per matrix role, a group per run. Lower: closer. -> Figure"""
     roles = list(dict.fromkeys(fit["role"]))
-    models = ["toy", *[m for m in CONTROL_MARKERS if m in set(fit["model"])]]
+    models = ["toy", *[m for m in style.CONTROLS if m != "toy" and m in set(fit["model"])]]
     runs = [n for n in names if n in set(fit["run"])]
     fig, axes = _role_panels(roles, width=9.5, height_per_row=2.9)
     offsets = np.linspace(-0.3, 0.3, len(models))
@@ -187,12 +168,11 @@ def toy_fit(fit: pd.DataFrame, names: dict):
                 if model == "toy":
                     kw = {"color": style.ROLE_COLORS[role], "marker": "o"}
                 else:
-                    kw = {"color": style.BASELINES["gaussian"]["color"], "marker": CONTROL_MARKERS[model],
-                          "facecolors": "none"}
+                    kw = {**style.CONTROLS[model], "facecolors": "none"}
                 x = i + off + rng.uniform(-0.04, 0.04, len(w))
                 ax.scatter(x, w, s=14, alpha=0.8, linewidths=0.9, label=CONTROL_LABELS[model] if i == 0 else None, **kw)
                 ax.plot([i + off - 0.07, i + off + 0.07], [w.mean()] * 2, color=kw["color"], linewidth=2)
-        ax.set_xticks(range(len(runs)), [run_label(run, names[run], "\n") for run in runs], fontsize="x-small",
+        ax.set_xticks(range(len(runs)), [style.run_label(run, names[run], "\n") for run in runs], fontsize="x-small",
                       rotation=0 if len(runs) <= 3 else 25)
         ax.set_xlim(-0.5, len(runs) - 0.5)
         ax.set_title(style.ROLE_LABELS[role], fontsize="small")
@@ -212,8 +192,9 @@ def toy_depth_frame(toy_depth: pd.DataFrame, names: dict) -> pd.DataFrame:
     return pd.DataFrame({
         "run": [f"{run} ({names.get(run, '?')})" for run in toy_depth["run"]],  # tables: full names
         "matrix": [style.ROLE_LABELS.get(role, role) for role in toy_depth["role"]],
-        "best toy depth L": toy_depth["depth"].astype(int),
-        "held-out seeds' best L (10–90%)": [f"{lo:.3g}–{hi:.3g}" for lo, hi in zip(toy_depth["low"], toy_depth["high"])],
+        "best L (chosen on half the seeds)": toy_depth["depth"].astype(int),
+        "best L (held-out seeds)": toy_depth["heldout_depth"].astype(int),
+        "held-out seeds' own best L (10–90%)": [f"{lo:.3g}–{hi:.3g}" for lo, hi in zip(toy_depth["low"], toy_depth["high"])],
         "mean path length": toy_depth["mean_path_length"].map(lambda v: f"{v:.3g}"),
         "held-out W1": toy_depth["distance"].map(lambda v: f"{v:.3g}"),
     })

@@ -23,6 +23,12 @@ def runs_legend(roles: dict) -> str:
     """'solid: raw (reference), dashed: deduped (treatment), ...' for captions and legend titles."""
     names = {"-": "solid", "--": "dashed", ":": "dotted"}
     return ", ".join(f"{names[RUN_STYLES[role]['linestyle']]}: {run} ({role})" for run, role in roles.items())
+CONTROLS = {  # claim 2: the toy and the non-product models it must beat
+    "toy": {"color": TOY_COLOR, "marker": "o"},
+    "gaussian": {"color": "0.15", "marker": "s"},
+    "logistic": {"color": "0.45", "marker": "^"},
+    "scaled": {"color": _palette[3], "marker": "D"},
+}
 BASELINES = {
     "gaussian": {"color": "0.15", "linestyle": "-", "linewidth": 1.2, "label": "Gaussian fit, sampled"},
     "logistic": {"color": "0.45", "linestyle": "--", "linewidth": 1.2, "label": "logistic fit, sampled"},
@@ -56,3 +62,21 @@ def figure(nrows=1, ncols=1, width=10.0, height=7.0, **kw):
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False, **kw))
     return fig, axes
+
+
+def run_label(run: str, role: str, sep: str = " ") -> str:
+    """A run as figures name it: without a hub owner prefix, with its role."""
+    return f"{run.rsplit('/', 1)[-1]}{sep}({role})"
+
+
+def run_handles(names: dict, color="0.3"):
+    """Legend handles and labels for runs {name: role}, one line style per role. -> (handles, labels)"""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=color, **run_style(role)) for role in names.values()]
+    return handles, [run_label(run, role) for run, role in names.items()]
+
+
+def legend_columns(n: int) -> int:
+    """Columns of a legend below the panels: one row up to three entries, then rows of three."""
+    return min(n, 3)
