@@ -4,9 +4,9 @@ Pythia's recipe at toy scale: parallel residual, partial rotary (0.25), AdamW wi
 warm-up and cosine decay, checkpoints at steps 0, 1, 2, 4, ..., 512, then evenly spaced.
 Every run shares the tokenizer, the schedule and the hyper-parameters; a run's corpus is all
 documents (`data: raw`) or the near-duplicate-filtered ones (`data: deduped`), and its seed
-fixes both the initial weights and the random batch positions. So runs with the same seed
-(raw, deduped) differ only in the data, and a replica (raw-seed2) differs from its reference
-only in initialisation and data order. Everything is seeded and single-process, so two
+fixes both the initial weights and the random batch positions. So two runs with the same
+seed differ only in their data, and two runs on the same data with different seeds (a
+replica and its reference) differ only in initialisation and data order. Everything is seeded and single-process, so two
 builds give bit-identical checkpoint files; a file lock keeps two processes from training
 the same suite at once.
 """
