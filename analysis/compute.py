@@ -115,18 +115,19 @@ def _verdicts(r):
     same_process = [r.reference, *r.of_role("replica")]
     parts = [verdicts.weight_distribution(r.measures, r.draws, r.block, level, v["formed_by"]),
              verdicts.residual_paths(r.toy_fit, r.toy_depth, r.n_layers, level, r.cfg["residual"]["sigma2"]),
-             verdicts.depth_trends(r.measures, r.draws, same_process, level, v["bootstrap"], r.cfg["seed"])]
+             verdicts.depth_trends(r.measures, r.draws, same_process, level)]
     if r.of_role("treatment") and r.of_role("replica"):
         steps = sorted(set(r.steps[r.reference]))
         parts.append(verdicts.deduplication(r.measures, r.run_distances, r.activations, r.names, steps, level,
-                                            v["bootstrap"], r.cfg["seed"], v["diverged"])[0])
+                                            v["bootstrap"], r.cfg["seed"], v["diverged"], v["alike_margin"])[0])
     return pd.concat(parts, ignore_index=True)
 
 
 def _diverged(r):
     treatment = r.of_role("treatment")[0]
     curve = verdicts.divergence(r.run_distances, treatment)
-    return {"step": np.int64(verdicts.diverged_from(r.run_distances, treatment, r.cfg["verdicts"]["diverged"])),
+    first = min(r.steps[r.reference]) + 1  # claim 4 compares trained steps only
+    return {"step": np.int64(max(first, verdicts.diverged_from(r.run_distances, treatment, r.cfg["verdicts"]["diverged"]))),
             "steps": curve.index.to_numpy(), "distance": curve.to_numpy()}
 
 

@@ -37,6 +37,7 @@ DEFAULTS = {
         "bootstrap": 2000,  # resamples for bootstrap intervals
         "formed_by": 0.25,  # "forms early": half-way from initial to final shape within this share of training
         "diverged": 0.5,  # runs compared once treatment-reference weight distance reaches this share of its final value
+        "alike_margin": 0.25,  # "alike": treatment-reference difference at most (1 + margin) x replica-reference
     },
     "cache_dir": ".cache",  # relative to the project root; ANALYSIS_CACHE_DIR overrides
     "figures": {
@@ -73,9 +74,12 @@ DEFAULTS = {
         "weight_decay": 0.1,
         # The runs trained: name -> the corpus it sees (raw or deduped) and its seed (weights
         # initialisation and batch positions). Same seed: same initial weights and data order.
+        # The treatment has a seed of its own, so that the replica (another seed, the
+        # reference's data) is its exact noise counterpart: both differ from the reference in
+        # initialisation and data order, the treatment in its data besides.
         "runs": {
             "raw": {"data": "raw", "seed": 1234},
-            "deduped": {"data": "deduped", "seed": 1234},
+            "deduped": {"data": "deduped", "seed": 3141},
             "raw-seed2": {"data": "raw", "seed": 2024},
         },
     },
@@ -173,7 +177,7 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"analysis.verdicts.draws: expected an integer >= 2, got {v['draws']!r}")
     if not (_is_int(v["bootstrap"]) and v["bootstrap"] >= 100):
         raise ConfigError(f"analysis.verdicts.bootstrap: expected an integer >= 100, got {v['bootstrap']!r}")
-    for k in ("level", "formed_by", "diverged"):
+    for k in ("level", "formed_by", "diverged", "alike_margin"):
         if not (isinstance(v[k], (int, float)) and not isinstance(v[k], bool) and 0 < v[k] < 1):
             raise ConfigError(f"analysis.verdicts.{k}: expected a number in (0, 1), got {v[k]!r}")
     w = cfg["residual"]["width"]

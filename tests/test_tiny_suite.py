@@ -51,10 +51,10 @@ def test_smoke_suite_has_every_run_at_every_scheduled_step(smoke_suite):
     assert manifest["runs"]["raw"]["documents"] == cfg["max_documents"]
     assert manifest["runs"]["deduped"]["documents"] == cfg["max_documents"] - len(manifest["dropped_as_duplicates"])
     assert manifest["runs"]["deduped"]["documents"] < manifest["runs"]["raw"]["documents"]
-    # Same seed: both runs start from the same weights and then diverge with the data.
+    # Each run has its own seed, so its own initial weights: the treatment differs from the
+    # reference in initialisation and data order as the replica does, and in data besides.
     raw, dd = Run("raw", smoke_suite / "raw"), Run("deduped", smoke_suite / "deduped")
-    assert np.array_equal(raw.checkpoint(0).matrix("qkv", 1), dd.checkpoint(0).matrix("qkv", 1))
-    assert not np.array_equal(raw.checkpoint(16).matrix("qkv", 1), dd.checkpoint(16).matrix("qkv", 1))
+    assert not np.array_equal(raw.checkpoint(0).matrix("qkv", 1), dd.checkpoint(0).matrix("qkv", 1))
 
 
 def _weights(folder):
@@ -66,7 +66,7 @@ def test_replica_differs_from_reference_only_in_seed_and_data_order(smoke_suite)
     ref, rep, dd = manifest["raw"], manifest["raw-seed2"], manifest["deduped"]
     # The same corpus, tokens and (one shared tokenizer file) vocabulary; only the seed differs.
     assert {k: v for k, v in ref.items() if k != "seed"} == {k: v for k, v in rep.items() if k != "seed"}
-    assert ref["seed"] == dd["seed"] != rep["seed"]
+    assert len({ref["seed"], dd["seed"], rep["seed"]}) == 3
     # The same model configuration and schedule: checkpoint steps and learning rate at every step.
     for step in ("step0", "step16"):
         assert (smoke_suite / "raw" / step / "config.json").read_text() == \
@@ -75,11 +75,9 @@ def test_replica_differs_from_reference_only_in_seed_and_data_order(smoke_suite)
     logs = {n: json.loads((smoke_suite / n / "train_log.json").read_text()) for n in ("raw", "raw-seed2")}
     assert [(r["step"], r["lr"]) for r in logs["raw"]] == [(r["step"], r["lr"]) for r in logs["raw-seed2"]]
     assert logs["raw"][0]["loss"] != logs["raw-seed2"][0]["loss"]
-    # Another initialisation: every weight matrix differs at step 0 (norm weights start at one in both);
-    # raw and deduped share theirs tensor for tensor.
+    # Another initialisation: every weight matrix differs at step 0 (norm weights start at one in both).
     w_ref, w_rep, w_dd = (_weights(smoke_suite / n / "step0") for n in ("raw", "raw-seed2", "deduped"))
     assert w_ref.keys() == w_rep.keys() == w_dd.keys()
-    assert all(torch.equal(w_ref[k], w_dd[k]) for k in w_ref)
     matrices = [k for k in w_ref if w_ref[k].ndim == 2]
     assert matrices and not any(torch.equal(w_ref[k], w_rep[k]) for k in matrices)
     # Another data order: the batch positions come from the run's seed.
