@@ -34,19 +34,25 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     index = (out / "index.html").read_text()
     assert all(f"<strong>{n}.</strong>" in index for n in (1, 2, 3, 4))  # every claim with computed tests
     assert re.search(r"Over all \d+ tested rows: \d+ hold", index) and "Traceback" not in index
+    assert "No correction for multiple comparisons" in index and "never assumed" not in index
     html = (out / "report-weight-distribution.html").read_text()
     assert html.count("data:video/mp4;base64,") == 3  # one animation per run (reference, treatment, replica)
     assert "data:image/png;base64," in html  # static figures
     assert "Traceback" not in html and "{python}" not in html
     assert re.search(r"\d+ of \d+ tested parts of the claim hold", html)
+    assert re.search(r"for <strong>\d+ of \d+</strong> matrices", html)  # logistic agreement: a check, not rows
     toy = (out / "report-residual-paths.html").read_text()
     assert re.search(r"on the held-out seeds, is <strong>[\d.]+</strong>", toy)
     assert toy.count("data:image/png;base64,") >= 5 and "Traceback" not in toy
+    assert "must beat every non-product control" in toy and "nearest control: " in toy
     trends = (out / "report-depth-trends.html").read_text()
     assert re.search(r"With \d+ blocks, the smallest slope each test detects", trends)
+    assert "Student t on n_blocks − 2 degrees of freedom" in trends
     assert trends.count("data:video/mp4;base64,") == 3  # one per run
     dd = (out / "report-deduplication.html").read_text()
     assert re.search(r"the treatment differs from the reference <strong>", dd) and dd.count("data:video/mp4;base64,") == 1
+    assert "equivalence test with margin m = " in dd and "Matched here: <code>raw-seed2</code>" in dd
+    assert "judged against raw-seed2" in dd  # the verdict rows' detail column
     audit = (out / "report-audit.html").read_text()
     assert "No step of the 18 audited is flagged" in audit
     for run in ("raw", "deduped", "raw-seed2"):

@@ -171,7 +171,7 @@ def weight_distance(distances: pd.DataFrame, names: dict, diverged_step: int, sh
         style.step_axis(ax)
         ax.set_xlabel("training step")
         ax.set_ylim(bottom=0)
-    right.annotate(f"diverged: step {diverged_step}", (diverged_step, 0.95), xytext=(-4, 0), textcoords="offset points",
+    right.annotate(f"compared from step {diverged_step}", (diverged_step, 0.95), xytext=(-4, 0), textcoords="offset points",
                    ha="right", va="top", fontsize="x-small", color="0.3", xycoords=("data", "axes fraction"))
     left.set_ylabel("‖W − W_ref‖ / ‖W_ref‖")
     left.set_title("per matrix, every non-reference run", fontsize="small")
@@ -205,7 +205,7 @@ def spectrum_distance(distances: pd.DataFrame, names: dict, diverged_step: int):
     for ax in axes[:, 0]:
         ax.set_ylabel("W1 of σ/rms to reference")
     fig.legend(*style.run_handles(others), loc="outside lower center", ncol=style.legend_columns(len(others)), fontsize="small",
-               title="line: mean over blocks, shaded: smallest to largest block; vertical: diverged step",
+               title="line: mean over blocks, shaded: smallest to largest block; vertical: first compared step",
                title_fontsize="x-small")
     return fig
 
@@ -320,7 +320,18 @@ def verdict_agreement(verdicts: pd.DataFrame, reference: str, others: list[str])
     return pd.DataFrame(rows, columns=["claim", "part", "role", "run", "reference", "other", "same"])
 
 
-def than_replica(low: float, high: float) -> str:
-    """How a treatment ÷ replica ratio's interval reads in words: 'less than' (all below 1),
-    'more than' (all above 1) or 'about as much as' (contains 1)."""
-    return "less than" if high < 1 else "more than" if low > 1 else "about as much as"
+def than_replica(low: float, high: float, margin: float) -> str:
+    """How a treatment ÷ replica ratio's interval reads in words, for the equivalence test
+    with margin `margin` (analysis.verdicts: alike when the whole interval is at or below
+    1 + margin): 'less than' (all below 1), 'about as much as' (contains 1, within the
+    margin), 'slightly more than' (above 1, within the margin), 'more than (1 + margin)
+    times what' (all beyond the margin) or, where the interval straddles 1 + margin
+    (undecided), 'more than, possibly over (1 + margin) times, what' (all above 1) or
+    'anywhere from less than to more than (1 + margin) times what'."""
+    limit = 1 + margin
+    if low > limit:
+        return f"more than {limit:g} times what"
+    if high > limit:
+        return (f"more than, possibly over {limit:g} times, what" if low > 1 else
+                f"anywhere from less than to more than {limit:g} times what")
+    return "less than" if high < 1 else "slightly more than" if low > 1 else "about as much as"

@@ -88,13 +88,16 @@ def block_animation(records: list[dict], run: str, role: str, folder, bins: int,
 
 def draw_bands(draws: pd.DataFrame, level: float, kinds: dict) -> pd.DataFrame:
     """Prediction band (analysis.intervals.prediction_band at `level`) of each measure over
-    its kind's draws, per (run, step, block, role). kinds: {measure: kind}.
+    its kind's draws, per (run, step, block, role), as the verdicts have it: α's on the log
+    scale, near-zero's clipped to [0, 1]. kinds: {measure: kind}.
     -> (run, step, block, role, measure, low, high)"""
     rows = []
     for measure, kind in kinds.items():
         sub = draws[(draws["measure"] == measure) & (draws["kind"] == kind)]
         for (run, step, block, role), g in sub.groupby(["run", "step", "block", "role"], sort=False):
-            lo, hi = intervals.prediction_band(g["value"], level)
+            lo, hi = intervals.prediction_band(g["value"], level, log=measure == "alpha")
+            if measure == "near_zero":
+                lo, hi = max(lo, 0.0), min(hi, 1.0)
             rows.append((run, step, block, role, measure, lo, hi))
     return pd.DataFrame(rows, columns=["run", "step", "block", "role", "measure", "low", "high"])
 

@@ -31,7 +31,8 @@ def markdown(frame: pd.DataFrame) -> str:
     return escaped.to_markdown(index=False)
 
 
-VERDICT_COLUMNS = ("part", "run", "role", "measure", "effect", "interval", "noise band", "resolution", "verdict")
+VERDICT_COLUMNS = ("part", "run", "role", "measure", "effect", "interval", "noise band", "resolution", "verdict",
+                   "detail")
 
 
 def verdicts_frame(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -39,16 +40,21 @@ def verdicts_frame(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     interval [low, high] ('—' where the effect is a single measured value, low = high: its
     noise is the noise band), the noise band [noise_low, noise_high] ('—' where the
     interval already includes the noise), the resolution (smallest effect detected with 80%
-    power, '—' where not stated) and the verdict."""
+    power, '—' where not stated), the verdict and the row's detail (the nearest control,
+    the replicas judged against, why a row is undecided); the detail column only where
+    some row has one."""
     rows = []
     for _, v in table.iterrows():
         point = v["low"] == v["high"] == v["effect"]
+        detail = v.get("detail", "")
         rows.append({"part": v["part"], "run": v["run"], "role": v["role"], "measure": v["measure"],
                      "effect": sig(v["effect"], digits),
                      "interval": "—" if point else interval(v["low"], v["high"], digits),
                      "noise band": interval(v["noise_low"], v["noise_high"], digits),
-                     "resolution": sig(v["resolution"], digits), "verdict": v["verdict"]})
-    return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
+                     "resolution": sig(v["resolution"], digits), "verdict": v["verdict"],
+                     "detail": detail if isinstance(detail, str) else ""})
+    out = pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
+    return out if (out["detail"] != "").any() else out.drop(columns="detail")
 
 
 def verdicts_markdown(table: pd.DataFrame, digits: int = 3) -> str:
@@ -74,7 +80,8 @@ def measures_markdown(measures: pd.DataFrame, draws: pd.DataFrame, runs: dict, b
     """The weights' measures of one block at one step, a row per (run, role): each banded
     measure as 'value [low, high]', the band being the `level` prediction band of the same
     measure over that kind's draws (analysis.intervals.prediction_band: where one more draw
-    falls); plain measures as values. runs: {run: declared role}, in row order."""
+    falls; as the verdicts have it: α's on the log scale, near-zero's clipped to [0, 1]);
+    plain measures as values. runs: {run: declared role}, in row order."""
     from ..intervals import prediction_band
 
     m = measures[(measures.block == block) & (measures.step == step)]
@@ -86,7 +93,9 @@ def measures_markdown(measures: pd.DataFrame, draws: pd.DataFrame, runs: dict, b
             row = {"run": _with_role(run, runs), "role": role}
             for measure, (label, kind) in banded.items():
                 sel = d[(d.run == run) & (d.role == role) & (d.kind == kind) & (d.measure == measure)]["value"]
-                lo, hi = prediction_band(sel, level)
+                lo, hi = prediction_band(sel, level, log=measure == "alpha")
+                if measure == "near_zero":
+                    lo, hi = max(lo, 0.0), min(hi, 1.0)
                 row[label] = f"{sig(value[(run, role, measure)], digits)} {interval(lo, hi, digits)}"
             for measure, label in plain.items():
                 row[label] = sig(value[(run, role, measure)], digits)
