@@ -1,8 +1,9 @@
 """Intervals and three-valued decisions: what every verdict is judged with.
 
-A claim part is "holds", "does not hold" or "undecided (within noise)". Noise is measured,
-never assumed: the spread of independent baseline draws (shape against baselines) or the
-difference a replica run makes (run comparisons).
+A claim part is "holds", "does not hold" or "undecided (within noise)". The noise is
+measured — the spread of independent baseline draws (shape against baselines) or the
+difference a replica run makes (run comparisons) — and judged with stated assumptions:
+normal-theory t bands from a few draws, independent units in a bootstrap.
 """
 
 import numpy as np

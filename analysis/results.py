@@ -28,7 +28,7 @@ CHAPTER_TABLES = {
     "residual-paths": ("toy", "toy_curves", "toy_fit", "toy_depth", "effective_depths", "verdicts"),
     "depth-trends": ("spectra", "measures", "draws", "verdicts"),
     "deduplication": ("spectra", "measures", "run_distances", "activations", "diverged", "verdicts"),
-    "methods": ("qkv_parts", "baselines_vs_mp", "draws"),
+    "methods": ("qkv_parts", "baselines_vs_mp", "draws", "toy_fit"),
     "audit": ("audit",),
 }
 # Settings that do not change any number (where and how it is computed).

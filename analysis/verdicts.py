@@ -30,8 +30,8 @@ COMPARISONS = {  # how a row's effect is judged
     "band": "value against the baseline draws' prediction band",
     "intervals": "interval against other intervals or a fixed band",
     "interval": "interval of the effect against zero",
-    "ratio": "treatment–reference over replica–reference difference, interval against 1",
-    "difference": "treatment − reference against the replica's difference band",
+    "ratio": "treatment–reference over replica–reference difference, interval against 1 + alike_margin",
+    "difference": "(treatment − reference) − (replica − reference), interval against zero",
 }
 
 
