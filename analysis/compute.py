@@ -29,18 +29,19 @@ def _spectra(r):
     return extract.spectra(r.cfg, r.runs, plan, r.progress)
 
 
-def _measure_tables(r):
-    if "_measure_tables" not in r.__dict__:  # one pass gives both tables
-        r.__dict__["_measure_tables"] = measures.tables(r.spectra, NEAR_ZERO_Q)
-    return r.__dict__["_measure_tables"]
+def _once(r, name: str, make):
+    """make(), computed once per Results object: one pass that gives two tables."""
+    if name not in r.__dict__:
+        r.__dict__[name] = make()
+    return r.__dict__[name]
 
 
 def _measures(r):
-    return _measure_tables(r)[0]
+    return _once(r, "_measure_tables", lambda: measures.tables(r.spectra, NEAR_ZERO_Q))[0]
 
 
 def _draws(r):
-    return _measure_tables(r)[1]
+    return _once(r, "_measure_tables", lambda: measures.tables(r.spectra, NEAR_ZERO_Q))[1]
 
 
 def _run_distances(r):
@@ -65,10 +66,8 @@ def _last_block_records(r):
 
 
 def _toy_tables(r):
-    if "_toy_tables" not in r.__dict__:
-        r.__dict__["_toy_tables"] = experiments.toy_against_controls(
-            r.runs, _last_block_records(r), r.toy, r.toy_width, r.cfg["verdicts"]["draws"], r.cfg["seed"])
-    return r.__dict__["_toy_tables"]
+    return _once(r, "_toy_tables", lambda: experiments.toy_against_controls(
+        r.runs, _last_block_records(r), r.toy, r.toy_width, r.cfg["verdicts"]["draws"], r.cfg["seed"]))
 
 
 def _toy_fit(r):
