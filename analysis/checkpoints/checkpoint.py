@@ -15,11 +15,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from .. import architectures
 from . import formats
+from .errors import CheckpointError  # noqa: F401  (re-exported: raised by everything here)
 from .tensor_cache import offline
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder or file that cannot be read as asked."""
 
 
 # Preferred first: safetensors over pickles, a single file over shards.

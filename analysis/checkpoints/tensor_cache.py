@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_path
+from .errors import CheckpointError
 
 
 def offline() -> bool:
@@ -35,8 +36,6 @@ class TensorCache:
         if path.is_file():
             return np.load(path)
         if offline():
-            from .checkpoint import CheckpointError
-
             raise CheckpointError(f"HF_HUB_OFFLINE is set and tensor {name!r} of {cache_id} is not in the "
                                   f"local cache ({path}); run once with network access to fetch it")
         value = read()

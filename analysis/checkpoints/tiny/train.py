@@ -27,7 +27,8 @@ from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from ...files import atomic_dir
-from . import checkpoint_steps, corpus, dedup, suite_key
+from . import corpus, dedup
+from .layout import checkpoint_steps, suite_key
 
 EOS = "<|endoftext|>"
 TORCH_THREADS = 2  # fixed, not "all cores": float reductions must not depend on the machine
