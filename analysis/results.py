@@ -60,6 +60,13 @@ class Results:
     def of_role(self, role: str) -> list[str]:
         return [n for n, r in self.names.items() if r == role]
 
+    @property
+    def matched_replicas(self) -> list[str]:
+        """The replicas claim 4 is judged against (verdicts.matched_replicas)."""
+        from .verdicts import matched_replicas
+
+        return matched_replicas(self.run_distances, self.of_role("treatment")[0], self.of_role("replica"))
+
     @cached_property
     def n_layers(self) -> int:
         run = self.runs[self.reference]

@@ -268,8 +268,12 @@ def matched_replicas(distances: pd.DataFrame, treatment: str, replicas: list[str
     sharing its initial weights (distance 0) or not. Only they measure the noise a
     treatment-reference difference is judged against: a treatment that starts from the
     reference's weights is closer to it than any independently initialised run."""
-    shares = {run: bool(divergence(distances, run).iloc[0] < 1e-9) for run in [treatment, *replicas]}
-    return [x for x in replicas if shares[x] == shares[treatment]]
+    return [x for x in replicas if shares_start(distances, x) == shares_start(distances, treatment)]
+
+
+def shares_start(distances: pd.DataFrame, run: str) -> bool:
+    """Whether `run` starts from the reference's initial weights (distance 0 at its first step)."""
+    return bool(divergence(distances, run).iloc[0] < 1e-9)
 
 
 def deduplication(measures, distances, activations, roles: dict, block_steps: list, level, n_boot, seed,
