@@ -17,7 +17,7 @@ from . import intervals as iv
 
 STUDY_CLAIMS = {
     1: "QKV and MLP spectra grow heavy tails and excess near-zero mass, early and stably; attention output stays nearer Gaussian",
-    2: "products of Gaussian matrices along residual paths reproduce it; effective depth ≈ 10-20 of 16 blocks",
+    2: "products of Gaussian matrices along residual paths reproduce it; toy depths ≈ 10-20 match 16 blocks",
     3: "across depth, output matrices get more Gaussian, input matrices stay or get heavier-tailed",
     4: "deduplicated and raw runs behave alike (spectra, norms, block order, activations); deduped QKV shifts more sharply",
 }
@@ -99,7 +99,7 @@ def weight_distribution(measures: pd.DataFrame, draws: pd.DataFrame, block: int,
                 draws_tail = _values(d, kind=kind, measure="tail", role=role, **at)
                 band = iv.prediction_band(draws_tail, level)
                 mean = float(draws_tail.mean())
-                rows.append(_row(1, f"tail heavier than {KIND_NAMES[kind]} (σmax/rms)", run, role, f"σmax/rms ÷ {kind} draws'",
+                rows.append(_row(1, f"tail heavier than {KIND_NAMES[kind]} (σmax/rms)", run, role, f"σmax/rms ÷ {KIND_NAMES[kind]} draws'",
                                  t / mean, t / mean, t / mean, iv.above(t, band), (band[0] / mean, band[1] / mean),
                                  iv.band_resolution(draws_tail, level) / mean, "band"))
             a = _one(m, measure="alpha", role=role, **at)
