@@ -32,7 +32,7 @@ DEFAULTS = {
     "exclude_flagged": False,  # leave out steps the checkpoint audit flags (they are always warned about)
     "seed": 0,  # seeds the sampled baselines (each draw's seed derives from it and the matrix)
     "verdicts": {
-        "draws": 5,  # independent baseline draws per matrix and kind: the noise floor of shape claims
+        "draws": 10,  # independent baseline draws per matrix and kind (half a reference set, half null members)
         "level": 0.95,  # confidence level of every interval
         "bootstrap": 2000,  # resamples for bootstrap intervals
         "formed_by": 0.25,  # "forms early": half-way from initial to final shape within this share of training
@@ -173,8 +173,9 @@ def _validate(cfg: dict) -> None:
             raise ConfigError(f"analysis.runs: tiny suite has no run(s) {missing}; analysis.tiny.runs defines "
                               f"{sorted(cfg['tiny']['runs'])}")
     v = cfg["verdicts"]
-    if not (_is_int(v["draws"]) and v["draws"] >= 2):
-        raise ConfigError(f"analysis.verdicts.draws: expected an integer >= 2, got {v['draws']!r}")
+    if not (_is_int(v["draws"]) and v["draws"] >= 4):
+        raise ConfigError(f"analysis.verdicts.draws: expected an integer >= 4 (a reference set and at least two "
+                          f"null members), got {v['draws']!r}")
     if not (_is_int(v["bootstrap"]) and v["bootstrap"] >= 100):
         raise ConfigError(f"analysis.verdicts.bootstrap: expected an integer >= 100, got {v['bootstrap']!r}")
     for k in ("level", "formed_by", "diverged", "alike_margin"):

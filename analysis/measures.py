@@ -155,32 +155,47 @@ def _pairwise_ks(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def reference_draws(n: int) -> int:
+    """How many of n draws form the reference set that paired measures compare against; the
+    rest are the null members, each compared with that same set exactly as the weights are."""
+    return (n + 1) // 2
+
+
 def against_draws(sv: np.ndarray, draws: dict, q: float = 0.1) -> tuple[dict, list[tuple]]:
-    """The weights' shape measures against every baseline draw, and the same measures of each
-    draw against the other draws: the noise floor each measure is judged against.
+    """The weights' shape measures against the baseline draws, and the same measures of the
+    draws: the noise each measure is judged against.
+
+    Paired measures (near_zero, w1_<kind>, ks_<kind>) compare a spectrum with a reference set
+    of draws (the first `reference_draws(n)` of each kind). The weights and every other draw
+    (the null members) are compared with that same set, so under the null that the weights
+    are one more draw they are exchangeable with the null members: a band from those values
+    keeps its level. (Comparing each draw with all others instead makes the null values
+    share pairs, and their spread understates the noise.) Unpaired measures (tail, alpha)
+    are given for every draw.
 
     sv: (k,) the weights' singular values; draws: {kind: (n_draws, k)}.
     -> ({measure: value} for the weights, [(kind, draw, measure, value)] for the draws).
-    Measures: tail (sigma_max / rms), alpha (tail_alpha), near_zero (fraction below the
-    Gaussian draws' q-quantile, averaged over draws), w1_<kind> and ks_<kind> (distance of
-    scale-normalised spectra to the draws of <kind>, averaged; a draw is never compared with
-    itself)."""
+    tail: sigma_max / rms; alpha: tail_alpha; near_zero: fraction below the reference
+    Gaussian draws' q-quantiles (averaged); w1_/ks_<kind>: distance of scale-normalised
+    spectra to the reference draws of <kind>, averaged."""
     sort = {kind: np.sort(np.stack([normalised(s) for s in d]), axis=1) for kind, d in draws.items()}
-    w = np.sort(normalised(sv))[None]
-    gq = np.quantile(sort["gaussian"], q, axis=1)  # (n,) each Gaussian draw's q-quantile
-    weights = {"tail": tail(sv), "alpha": tail_alpha(sv), "near_zero": float(np.mean(w[0][None] < gq[:, None]))}
-    for kind, s in sort.items():
-        weights[f"w1_{kind}"] = float(_pairwise_w1(w, s).mean())
-        weights[f"ks_{kind}"] = float(_pairwise_ks(w, s).mean())
+    ref = {kind: s[: reference_draws(len(s))] for kind, s in sort.items()}
+    gq = np.quantile(ref["gaussian"], q, axis=1)  # each reference Gaussian draw's q-quantile
+
+    def paired(x):  # x: (k,) sorted, normalised
+        out = {"near_zero": float(np.mean(x[None] < gq[:, None]))}
+        for kind, r in ref.items():
+            out[f"w1_{kind}"] = float(_pairwise_w1(x[None], r).mean())
+            out[f"ks_{kind}"] = float(_pairwise_ks(x[None], r).mean())
+        return out
+
+    weights = {"tail": tail(sv), "alpha": tail_alpha(sv), **paired(np.sort(normalised(sv)))}
     rows = []
     for kind, s in sort.items():
         for i, x in enumerate(s):
-            others = lambda other: np.arange(len(sort[other])) != i if other == kind else slice(None)  # noqa: E731
-            rows += [(kind, i, "tail", tail(draws[kind][i])), (kind, i, "alpha", tail_alpha(draws[kind][i])),
-                     (kind, i, "near_zero", float(np.mean(x[None] < gq[others("gaussian"), None])))]
-            for other, t in sort.items():
-                rows += [(kind, i, f"w1_{other}", float(_pairwise_w1(x[None], t[others(other)]).mean())),
-                         (kind, i, f"ks_{other}", float(_pairwise_ks(x[None], t[others(other)]).mean()))]
+            rows += [(kind, i, "tail", tail(draws[kind][i])), (kind, i, "alpha", tail_alpha(draws[kind][i]))]
+            if i >= reference_draws(len(s)):
+                rows += [(kind, i, m, v) for m, v in paired(x).items()]
     return weights, rows
 
 

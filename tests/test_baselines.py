@@ -55,11 +55,29 @@ def test_scaled_control_lacks_product_structure():
     assert measures.w1_distance(sv, control) > 3 * measures.w1_distance(sv, sv_other)
 
 
-def test_against_draws_compares_no_draw_with_itself():
+def test_paired_measures_compare_weights_and_null_draws_with_one_reference_set():
     rng = np.random.default_rng(0)
-    draws = {k: np.sort(rng.random((4, 32)))[:, ::-1] for k in ("gaussian", "logistic", "shuffled")}
-    _, rows = measures.against_draws(draws["gaussian"][0], draws)
-    w1 = {(k, i): v for k, i, m, v in rows if m == "w1_gaussian"}
+    draws = {k: np.sort(rng.random((6, 32)))[:, ::-1] for k in ("gaussian", "logistic", "shuffled")}
+    sv = np.sort(rng.random(32))[::-1]
+    weights, rows = measures.against_draws(sv, draws)
     g = draws["gaussian"]
-    expected = np.mean([measures.w1_distance(g[0], g[j]) for j in (1, 2, 3)])  # not against itself
-    assert w1[("gaussian", 0)] == pytest.approx(expected, rel=1e-9)
+    ref = range(measures.reference_draws(6))  # draws 0-2
+    assert weights["w1_gaussian"] == pytest.approx(np.mean([measures.w1_distance(sv, g[j]) for j in ref]), rel=1e-9)
+    w1 = {i: v for k, i, m, v in rows if k == "gaussian" and m == "w1_gaussian"}
+    assert sorted(w1) == [3, 4, 5]  # only the null members get paired measures
+    assert w1[4] == pytest.approx(np.mean([measures.w1_distance(g[4], g[j]) for j in ref]), rel=1e-9)
+    assert {i for k, i, m, v in rows if k == "gaussian" and m == "tail"} == set(range(6))
+
+
+@pytest.mark.slow
+def test_excess_distance_band_keeps_its_level_when_the_weights_are_one_more_draw():
+    from analysis import intervals as iv
+
+    rng = np.random.default_rng(7)
+    hits, n = 0, 300
+    for _ in range(n):
+        svs = [singular_values(rng.standard_normal((64, 32))) for _ in range(11)]
+        weights, rows = measures.against_draws(svs[0], {k: np.stack(svs[1:]) for k in ("gaussian", "logistic", "shuffled")})
+        null = [v for k, i, m, v in rows if k == "gaussian" and m == "w1_gaussian"]
+        hits += iv.above(weights["w1_gaussian"], iv.prediction_band(null, 0.95)) != iv.UNDECIDED
+    assert hits / n < 0.05 + 2 * np.sqrt(0.05 * 0.95 / n)
