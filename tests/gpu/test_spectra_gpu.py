@@ -8,7 +8,7 @@ import scipy.linalg
 import scipy.stats
 
 from analysis import baselines, spectra
-from analysis.backend import array_module
+from analysis.backend import array_module, cupy_or_none
 
 from ..test_spectra import gram_stack, matrix_with_spread, near_rank_deficient
 
@@ -24,8 +24,11 @@ def one_draw_batch(ws, seed, xp=None, budget_bytes=None):
     return [{k: (v[0] if k in baselines.KINDS else v) for k, v in r.items()} for r in recs]
 
 
-cp = pytest.importorskip("cupy")
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cp.cuda.is_available(), reason="no CUDA device")]
+# The project's own detection: no CuPy or no device skips; a broken CuPy fails loudly here.
+cp = cupy_or_none()
+if cp is None:
+    pytest.skip("no usable CUDA device with CuPy", allow_module_level=True)
+pytestmark = [pytest.mark.gpu]
 
 
 @pytest.mark.parametrize("shape", [(96, 32), (32, 96), (512, 2048)])
