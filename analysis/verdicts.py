@@ -371,16 +371,28 @@ def sharpness(fro: pd.DataFrame, start: int) -> pd.Series:
     return pd.Series(out).sort_index()
 
 
-def summary(table: pd.DataFrame) -> pd.DataFrame:
+def _interval_text(row) -> str:
+    """One row's evidence in a few characters: its interval, or its value against the band."""
+    if not np.isfinite(row["effect"]):
+        return f"{row['role']} —"
+    if row["low"] == row["high"]:
+        return f"{row['role']} {row['effect']:.3g} vs [{row['noise_low']:.3g}, {row['noise_high']:.3g}]"
+    return f"{row['role']} [{row['low']:.3g}, {row['high']:.3g}]"
+
+
+def summary(table: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
     """One row per claim part: how many of its rows hold, do not hold or are undecided, the
-    range of effects, and the part's verdict (all rows agree: that verdict; else mixed)."""
+    range of effects, the reference run's intervals (or, for rows that pool or compare runs,
+    every row's), and the part's verdict (all rows agree: that verdict; else mixed)."""
     rows = []
     for (claim, part), g in table.groupby(["claim", "part"], sort=False):
         counts = g["verdict"].value_counts()
         verdicts = set(g["verdict"])
         e = g["effect"].dropna()
         effect = "—" if e.empty else f"{e.min():.3g}" + (f" – {e.max():.3g}" if e.nunique() > 1 else "")
+        primary = g[g["run"] == reference] if reference is not None and (g["run"] == reference).any() else g
         rows.append({"claim": claim, "part": part, "measure": g["measure"].iloc[0], "effect": effect,
+                     "intervals": "; ".join(_interval_text(x) for _, x in primary.iterrows()),
                      "holds": int(counts.get(iv.HOLDS, 0)), "does not hold": int(counts.get(iv.FAILS, 0)),
                      "undecided": int(counts.get(iv.UNDECIDED, 0)),
                      "verdict": verdicts.pop() if len(verdicts) == 1 else "mixed"})

@@ -105,14 +105,16 @@ def measures_markdown(measures: pd.DataFrame, draws: pd.DataFrame, runs: dict, b
 
 def claims_markdown(summary: pd.DataFrame, claims: dict) -> str:
     """analysis.verdicts.summary rows under their claim: the claim's number and text on its
-    first row, then per part the measure, the range of effects, the counts and the verdict."""
+    first row, then per part the measure, the range of effects, the reference run's
+    intervals (or value against its noise band), the counts and the verdict."""
     rows, seen = [], set()
     for _, s in summary.sort_values("claim", kind="stable").iterrows():
         first = s["claim"] not in seen
         seen.add(s["claim"])
         effect = "—" if s["effect"].startswith("nan") else s["effect"]
         rows.append({"claim": f"**{s['claim']}.** {claims[s['claim']]}" if first else "", "part": s["part"],
-                     "measure": s["measure"], "effect": effect, "holds": s["holds"],
+                     "measure": s["measure"], "effect": effect,
+                     "reference run: interval, or value vs noise band": s.get("intervals", ""), "holds": s["holds"],
                      "does not hold": s["does not hold"], "undecided": s["undecided"], "verdict": f"**{s['verdict']}**"})
     return markdown(pd.DataFrame(rows))
 
