@@ -26,19 +26,22 @@ def prediction_band(values, level: float = 0.95, log: bool = False) -> tuple[flo
     return float(mean - half), float(mean + half)
 
 
-def band_resolution(values, level: float = 0.95, power: float = 0.8, log: bool = False) -> float:
+def band_resolution(values, level: float = 0.95, power: float = 0.8, log: bool = False, side: str = "above") -> float:
     """The smallest shift of a value from the draws' centre that lands beyond their
     prediction band (`prediction_band`) with probability `power`: the band itself is
     estimated from few draws, so this is wider than its half-width (about 1.3x for 5 draws
-    at 95%). Computed for normal draws with the draws' own spread; in the measure's units."""
+    at 95%). Computed for normal draws with the draws' own spread; in the measure's units,
+    for a shift to `side` ("above" or "below": on a log scale the two differ)."""
     x = np.asarray(values, dtype=np.float64)
     x = np.log(x) if log else x
     n, m, sd = len(x), x.mean(), x.std(ddof=1)
     z = np.random.default_rng(0).standard_normal((4000, n))  # fixed: a property of n, not of the data
     t = scipy.stats.t.ppf(0.5 + level / 2, n - 1)
     hi = z.mean(axis=1) + t * z.std(axis=1, ddof=1) * np.sqrt(1 + 1 / n)
-    q = float(np.quantile(hi, power))
-    return float(np.exp(m + q * sd) - np.exp(m)) if log else q * sd
+    q = float(np.quantile(hi, power))  # by symmetry, the same multiple below the centre
+    if not log:
+        return q * sd
+    return float(np.exp(m + q * sd) - np.exp(m)) if side == "above" else float(np.exp(m) - np.exp(m - q * sd))
 
 
 def mean_interval(values, level: float = 0.95) -> tuple[float, float]:

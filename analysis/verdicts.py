@@ -106,7 +106,8 @@ def weight_distribution(measures: pd.DataFrame, draws: pd.DataFrame, block: int,
             draws_alpha = _values(d, kind="gaussian", measure="alpha", role=role, **at)
             band = iv.prediction_band(draws_alpha, level, log=True)
             rows.append(_row(1, "tail heavier than Gaussian (power-law α)", run, role, "α of σ² (smaller: heavier)",
-                             a, a, a, iv.below(a, band), band, iv.band_resolution(draws_alpha, level, log=True), "band"))
+                             a, a, a, iv.below(a, band), band, iv.band_resolution(draws_alpha, level, log=True, side="below"),
+                             "band"))
             z = _one(m, measure="near_zero", role=role, **at)
             draws_near = _values(d, kind="gaussian", measure="near_zero", role=role, **at)
             band = np.clip(iv.prediction_band(draws_near, level), 0, 1)
@@ -268,12 +269,23 @@ def matched_replicas(distances: pd.DataFrame, treatment: str, replicas: list[str
     sharing its initial weights (distance 0) or not. Only they measure the noise a
     treatment-reference difference is judged against: a treatment that starts from the
     reference's weights is closer to it than any independently initialised run."""
-    return [x for x in replicas if shares_start(distances, x) == shares_start(distances, treatment)]
+    start = shares_start(distances, treatment)
+    if start is None:  # no step 0: no replica can be shown to match
+        return []
+    return [x for x in replicas if shares_start(distances, x) == start]
 
 
-def shares_start(distances: pd.DataFrame, run: str) -> bool:
-    """Whether `run` starts from the reference's initial weights (distance 0 at its first step)."""
-    return bool(divergence(distances, run).iloc[0] < 1e-9)
+SAME_START = 0.1  # relative weight distance at step 0 below which two runs share an initialisation
+# (independent initialisations of the same scale are about sqrt(2) apart; rounding is ~1e-7)
+
+
+def shares_start(distances: pd.DataFrame, run: str) -> bool | None:
+    """Whether `run` starts from the reference's initial weights; None when step 0 is not
+    analysed, so that it cannot be told."""
+    curve = divergence(distances, run)
+    if curve.index[0] != 0:
+        return None
+    return bool(curve.iloc[0] < SAME_START)
 
 
 def deduplication(measures, distances, activations, roles: dict, block_steps: list, level, n_boot, seed,
@@ -338,7 +350,7 @@ def deduplication(measures, distances, activations, roles: dict, block_steps: li
                                     t, r, n_boot, level, seed, margin, role="all blocks"))
     qkv = measures[(measures.measure == "frobenius") & (measures.role == "qkv") & measures.step.isin(block_steps)]
     if len(qkv):
-        s = {run: sharpness(qkv[qkv.run == run], min(block_steps)) for run in (ref, treat, *reps)}
+        s = {run: sharpness(qkv[qkv.run == run], start) for run in (ref, treat, *reps)}
         blocks = s[ref].index
         d = (s[treat] - s[ref]).reindex(blocks).to_numpy() - \
             np.mean([(s[x] - s[ref]).reindex(blocks).to_numpy() for x in reps], axis=0)
@@ -357,15 +369,15 @@ def deduplication(measures, distances, activations, roles: dict, block_steps: li
 
 def sharpness(fro: pd.DataFrame, start: int) -> pd.Series:
     """Per block: the steepest change of the norm trajectory between checkpoints at or after
-    `start`, per share of training, as a share of the trajectory's range (1: the whole
-    range covered at the pace of one training run). Steps, not checkpoint indices, so
+    `start`, per share of training, as a share of that stretch's range (1: the whole range
+    covered at the pace of one training run). Steps, not checkpoint indices, so
     uneven checkpoint spacing does not leak in."""
     out = {}
     for block, g in fro.groupby("block"):
         g = g.sort_values("step")
         x, t = g["value"].to_numpy(), g["step"].to_numpy(dtype=float) / g["step"].max()
         keep = g["step"].to_numpy() >= start
-        span = np.ptp(x) or 1.0
+        span = np.ptp(x[keep]) or 1.0
         slopes = np.abs(np.diff(x[keep])) / np.diff(t[keep])
         out[block] = float(slopes.max() / span) if len(slopes) else np.nan
     return pd.Series(out).sort_index()

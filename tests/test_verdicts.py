@@ -134,6 +134,10 @@ def test_replicas_are_matched_to_how_the_treatment_starts():
     independent = pd.DataFrame(dist("t", 1.4) + dist("seed", 1.4), columns=cols)
     assert verdicts.matched_replicas(independent, "t", ["seed"]) == ["seed"]
     assert verdicts.matched_replicas(shared, "t", ["seed"]) == []  # -> every claim 4 row undecided
+    rounding = pd.DataFrame(dist("t", 3e-6) + dist("seed", 1.4), columns=cols)  # float32 rounding at step 0
+    assert verdicts.matched_replicas(rounding, "t", ["seed"]) == []
+    late = pd.DataFrame([r for r in dist("t", 0.0) + dist("seed", 1.4) if r[1] > 0], columns=cols)  # no step 0
+    assert verdicts.matched_replicas(late, "t", ["seed"]) == []
 
 
 def test_depth_slope_test_keeps_its_level_under_the_null():
