@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = config.load(args.profile)
+        return COMMANDS[args.command][0](cfg, args)
     except config.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return COMMANDS[args.command][0](cfg, args)

@@ -156,6 +156,12 @@ def test_cli_reports_a_bad_setting_and_exits_2(tmp_path, capsys):
     assert "unknown setting 'colour'" in capsys.readouterr().err
 
 
+def test_cli_reports_an_unknown_chapter_in_one_line_and_exits_2(capsys):
+    assert main(["compute", "--profile", "smoke", "--chapter", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--chapter 'nope'" in err and "weight-distribution" in err
+
+
 def test_module_entry_point_lists_the_commands():
     out = subprocess.run([sys.executable, "-m", "analysis", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0
