@@ -26,6 +26,15 @@ def prediction_band(values, level: float = 0.95, log: bool = False) -> tuple[flo
     return float(mean - half), float(mean + half)
 
 
+def measure_band(values, measure: str, level: float = 0.95) -> tuple[float, float]:
+    """The noise band of one shape measure over baseline draws, as every verdict, figure and
+    table draws it: α (positive, right-skewed) on a log scale, fractions clipped to [0, 1]."""
+    lo, hi = prediction_band(values, level, log=measure == "alpha")
+    if measure == "near_zero":
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    return float(lo), float(hi)
+
+
 def band_resolution(values, level: float = 0.95, power: float = 0.8, log: bool = False, side: str = "above") -> float:
     """The smallest shift of a value from the draws' centre that lands beyond their
     prediction band (`prediction_band`) with probability `power`: the band itself is
@@ -42,13 +51,6 @@ def band_resolution(values, level: float = 0.95, power: float = 0.8, log: bool =
     if not log:
         return q * sd
     return float(np.exp(m + q * sd) - np.exp(m)) if side == "above" else float(np.exp(m) - np.exp(m - q * sd))
-
-
-def mean_interval(values, level: float = 0.95) -> tuple[float, float]:
-    """Student-t confidence interval of the mean."""
-    x = np.asarray(values, dtype=np.float64)
-    half = scipy.stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return float(x.mean() - half), float(x.mean() + half)
 
 
 def welch_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:

@@ -26,17 +26,13 @@ OUTPUT_ROLES = ("attn_out", "mlp_out")  # the rest (qkv, mlp_in) read the residu
 STUDY_DEPTH_BAND, STUDY_LAYERS = (10, 20), 16  # the study's toy depths for pythia-1b's 16 blocks
 
 
-COMPARISONS = {  # how a row's effect is judged
-    "band": "value against the baseline draws' prediction band",
-    "intervals": "interval against other intervals or a fixed band",
-    "interval": "interval of the effect against zero",
-    "ratio": "treatment–reference over replica–reference difference, interval against 1 + alike_margin",
-    "difference": "(treatment − reference) − (replica − reference), interval against zero",
-}
-
-
 def _row(claim, part, run, role, measure, effect, low, high, verdict, noise=(np.nan, np.nan), resolution=np.nan,
          comparison="interval", detail=""):
+    """One verdict row. comparison says how its effect is judged: "band" (a value against the
+    baseline draws' prediction band), "intervals" (an interval against other intervals or a
+    fixed band), "interval" (an interval against zero), "ratio" (treatment–reference over
+    replica–reference difference, interval against 1 + alike_margin), "difference"
+    ((treatment − reference) − (replica − reference), interval against zero)."""
     return {"claim": claim, "part": part, "comparison": comparison, "run": run, "role": role, "measure": measure,
             "detail": detail, "effect": float(effect),
             "low": float(low), "high": float(high), "noise_low": float(noise[0]), "noise_high": float(noise[1]),
@@ -104,13 +100,13 @@ def weight_distribution(measures: pd.DataFrame, draws: pd.DataFrame, block: int,
                                  iv.band_resolution(draws_tail, level) / mean, "band"))
             a = _one(m, measure="alpha", role=role, **at)
             draws_alpha = _values(d, kind="gaussian", measure="alpha", role=role, **at)
-            band = iv.prediction_band(draws_alpha, level, log=True)
+            band = iv.measure_band(draws_alpha, "alpha", level)
             rows.append(_row(1, "tail heavier than Gaussian (power-law α)", run, role, "α of σ² (smaller: heavier)",
                              a, a, a, iv.below(a, band), band, iv.band_resolution(draws_alpha, level, log=True, side="below"),
                              "band"))
             z = _one(m, measure="near_zero", role=role, **at)
             draws_near = _values(d, kind="gaussian", measure="near_zero", role=role, **at)
-            band = np.clip(iv.prediction_band(draws_near, level), 0, 1)
+            band = iv.measure_band(draws_near, "near_zero", level)
             rows.append(_row(1, "more near-zero singular values than Gaussian", run, role,
                              "fraction below the Gaussian draws' 10% quantile", z, z, z, iv.above(z, band), band,
                              iv.band_resolution(draws_near, level), "band"))
@@ -300,8 +296,8 @@ def deduplication(measures, distances, activations, roles: dict, block_steps: li
     ref = next(r for r, k in roles.items() if k == "reference")
     treat = next(r for r, k in roles.items() if k == "treatment")
     all_reps = [r for r, k in roles.items() if k == "replica"]
-    reps = matched_replicas(distances, treat, all_reps) or all_reps
-    unmatched = not matched_replicas(distances, treat, all_reps)
+    matched = matched_replicas(distances, treat, all_reps)
+    reps, unmatched = matched or all_reps, not matched
     start = max(diverged_from(distances, treat, share), min(block_steps) + 1)
     steps = [s for s in block_steps if s >= start]
     dist = distances[distances.step.isin(steps)]

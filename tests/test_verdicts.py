@@ -194,3 +194,15 @@ def test_prediction_band_covers_new_draws_at_its_level():
     hits = [lo <= x <= hi for lo, hi, x in
             ((*iv.prediction_band(rng.standard_normal(5), 0.9), rng.standard_normal()) for _ in range(4000))]
     assert abs(np.mean(hits) - 0.9) < 0.02
+
+
+@pytest.mark.parametrize("low,high,expected", [(6, 8, iv.HOLDS), (2, 4, iv.FAILS), (4, 12, iv.UNDECIDED)])
+def test_claim2_depth_band_three_ways(low, high, expected):
+    fit = pd.DataFrame([("run", 100, 0, "qkv", model, s, w) for model, w in (("toy", 0.1), ("gaussian", 0.1))
+                        for s, w in enumerate([w, w + 0.01, w + 0.02])],
+                       columns=["run", "step", "block", "role", "model", "sample", "w1"])
+    depth = pd.DataFrame([("run", 100, 0, "qkv", 7, (low + high) // 2, low, high, 3.5, 0.01)],
+                         columns=["run", "step", "block", "role", "depth", "heldout_depth", "low", "high",
+                                  "mean_path_length", "distance"])
+    t = verdicts.residual_paths(fit, depth, 8, 0.95)  # the study's 10-20 of 16, scaled: 5-10 of 8
+    assert verdict(t, "best toy depth") == expected

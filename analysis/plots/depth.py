@@ -95,9 +95,7 @@ def draw_bands(draws: pd.DataFrame, level: float, kinds: dict) -> pd.DataFrame:
     for measure, kind in kinds.items():
         sub = draws[(draws["measure"] == measure) & (draws["kind"] == kind)]
         for (run, step, block, role), g in sub.groupby(["run", "step", "block", "role"], sort=False):
-            lo, hi = intervals.prediction_band(g["value"], level, log=measure == "alpha")
-            if measure == "near_zero":
-                lo, hi = max(lo, 0.0), min(hi, 1.0)
+            lo, hi = intervals.measure_band(g["value"], measure, level)
             rows.append((run, step, block, role, measure, lo, hi))
     return pd.DataFrame(rows, columns=["run", "step", "block", "role", "measure", "low", "high"])
 

@@ -82,7 +82,7 @@ def measures_markdown(measures: pd.DataFrame, draws: pd.DataFrame, runs: dict, b
     measure over that kind's draws (analysis.intervals.prediction_band: where one more draw
     falls; as the verdicts have it: α's on the log scale, near-zero's clipped to [0, 1]);
     plain measures as values. runs: {run: declared role}, in row order."""
-    from ..intervals import prediction_band
+    from ..intervals import measure_band
 
     m = measures[(measures.block == block) & (measures.step == step)]
     d = draws[(draws.block == block) & (draws.step == step)]
@@ -93,9 +93,7 @@ def measures_markdown(measures: pd.DataFrame, draws: pd.DataFrame, runs: dict, b
             row = {"run": _with_role(run, runs), "role": role}
             for measure, (label, kind) in banded.items():
                 sel = d[(d.run == run) & (d.role == role) & (d.kind == kind) & (d.measure == measure)]["value"]
-                lo, hi = prediction_band(sel, level, log=measure == "alpha")
-                if measure == "near_zero":
-                    lo, hi = max(lo, 0.0), min(hi, 1.0)
+                lo, hi = measure_band(sel, measure, level)
                 row[label] = f"{sig(value[(run, role, measure)], digits)} {interval(lo, hi, digits)}"
             for measure, label in plain.items():
                 row[label] = sig(value[(run, role, measure)], digits)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..intervals import prediction_band
+from ..intervals import measure_band
 from ..baselines import mp_density
 from . import style
 from .animation import cached_mp4
@@ -100,11 +100,7 @@ def band_through_training(measures, draws, measure: str, kind: str, runs: dict, 
 
     m = measures[(measures.measure == measure) & (measures.block == block) & measures.run.isin(runs)]
     d = draws[(draws.measure == measure) & (draws.kind == kind) & (draws.block == block) & draws.run.isin(runs)]
-    # As the verdicts draw them: α on a log scale, fractions clipped to [0, 1].
-    log, clip = measure == "alpha", measure == "near_zero"
-    bands = {k: tuple(np.clip(prediction_band(g["value"], level, log=log), 0, 1) if clip else
-                      prediction_band(g["value"], level, log=log))
-             for k, g in d.groupby(["run", "role", "step"], sort=False)}
+    bands = {k: measure_band(g["value"], measure, level) for k, g in d.groupby(["run", "role", "step"], sort=False)}
     rows = [{"run": x.run, "role": x.role, "step": x.step, "value": x.value,
              "low": bands[(x.run, x.role, x.step)][0], "high": bands[(x.run, x.role, x.step)][1]}
             for x in m.itertuples()]
