@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from . import config
@@ -86,8 +87,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("ANALYSIS_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
     try:
-        cfg = config.load(args.profile)
-        return COMMANDS[args.command][0](cfg, args)
+        with warnings.catch_warnings():  # a warning is one line too (restored on the way out)
+            warnings.showwarning = lambda message, *_a, **_k: print(f"warning: {' '.join(str(message).split())}",
+                                                                     file=sys.stderr)
+            cfg = config.load(args.profile)
+            return COMMANDS[args.command][0](cfg, args)
     except AnalysisError as e:
         if debug:
             raise

@@ -15,7 +15,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from .. import architectures
 from . import formats
-from .errors import CheckpointError, TransientError  # noqa: F401  (re-exported: raised by everything here)
+from .errors import CheckpointError, TransientError, is_transient  # noqa: F401  (re-exported: raised here)
 from .tensor_cache import offline
 
 
@@ -50,6 +50,13 @@ def defect(t: np.ndarray) -> str:
     if t.size and not np.any(t != t.flat[0]):
         return "all zero" if t.flat[0] == 0 else f"constant (every value {float(t.flat[0]):g})"
     return ""
+
+
+def _os_error(e: OSError, what: str) -> CheckpointError:
+    """An OSError met reading `what`, as the error that says whether a retry can help."""
+    if is_transient(e):
+        return TransientError(f"{what}: temporary failure ({type(e).__name__}: {e}); retry when it can be reached")
+    return CheckpointError(f"{what}: {type(e).__name__}: {e}")
 
 
 class Checkpoint:
@@ -98,6 +105,8 @@ class Checkpoint:
             return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.folder, detail=False))
         except FileNotFoundError:
             raise CheckpointError(f"{self.folder}: checkpoint folder does not exist") from None
+        except OSError as e:
+            raise _os_error(e, f"{self.folder}: listing the checkpoint folder") from e
 
     def _path(self, name: str) -> str:
         return f"{self.folder}/{name}"
@@ -118,12 +127,16 @@ class Checkpoint:
                 raise CheckpointError(f"{self._path('config.json')}: expected a JSON object, got {type(config).__name__}")
             return config
 
-        return self._memo("config", read)
+        try:
+            return self._memo("config", read)
+        except OSError as e:
+            raise _os_error(e, f"{self._path('config.json')}") from e
 
     @cached_property
     def architecture(self) -> architectures.Architecture:
+        config = self.config
         try:
-            return architectures.for_config(self.config, self._path("config.json"))
+            return architectures.for_config(config, self._path("config.json"))
         except ValueError as e:
             raise CheckpointError(str(e)) from e
 
@@ -166,7 +179,10 @@ class Checkpoint:
     def content_hash(self) -> str:
         """sha256 of the weights (for shards: of their hashes in order): what cached results
         are keyed by. Remote LFS files report it without a download."""
-        return self._memo("content_hash", self._content_hash)
+        try:
+            return self._memo("content_hash", self._content_hash)
+        except OSError as e:
+            raise _os_error(e, f"{self.folder}: hashing the weights") from e
 
     def file_hashes(self) -> dict[str, str]:
         """{weights file: sha256}: LFS metadata for remote files, hashed locally otherwise."""
@@ -200,9 +216,12 @@ class Checkpoint:
         return sorted(self.weight_map)
 
     def tensor(self, name: str) -> np.ndarray:
-        if self.tensor_cache is not None and self.cache_id:
-            return self.tensor_cache.get_or_read(self.cache_id, name, lambda: self._read(name))
-        return self._read(name)
+        try:
+            if self.tensor_cache is not None and self.cache_id:
+                return self.tensor_cache.get_or_read(self.cache_id, name, lambda: self._read(name))
+            return self._read(name)
+        except OSError as e:
+            raise _os_error(e, f"{self.folder}: reading tensor {name!r}") from e
 
     def _read(self, name: str) -> np.ndarray:
         if name not in self.weight_map:
