@@ -7,7 +7,6 @@ width 8); step 2 is the one each case spoils, in block 1 (the audited, middle bl
 import hashlib
 import io
 import json
-import pickle
 import re
 import sys
 import zipfile
@@ -312,11 +311,11 @@ def test_a_transient_failure_then_a_good_run_equals_the_good_run_alone(exclude, 
     with monkeypatch.context() as m:
         flaky(m, 2)
         code, err = cli(twice, WEIGHT_DISTRIBUTION, monkeypatch, capsys)
-        assert code == 1 and "temporary" in error_line(err) and "step2" in error_line(err) + err
+        assert code == 1 and "temporary" in error_line(err) and "step2" in error_line(err)
         table = results.Results(config.load(root=twice)).audit.set_index("step")
         assert table.loc[2, "flag"] == "not read (temporary failure)" and table.loc[2, "transient"]
-    cached = snapshot(twice / ".cache") if (twice / ".cache").exists() else {}
-    assert not [k for k in new_records(twice / ".cache", {}) if k["kind"] == "table"] if cached else True
+    if (twice / ".cache").exists():
+        assert not [k for k in new_records(twice / ".cache", {}) if k["kind"] == "table"]  # nothing shaped by it
     assert cli(twice, WEIGHT_DISTRIBUTION, monkeypatch, capsys)[0] == 0
     assert cli(once, WEIGHT_DISTRIBUTION, monkeypatch, capsys)[0] == 0
     assert set(snapshot(twice / ".cache")) == set(snapshot(once / ".cache"))  # the same records, no others
@@ -326,9 +325,7 @@ def test_a_transient_failure_then_a_good_run_equals_the_good_run_alone(exclude, 
     assert a.store.misses == 0 and a.steps == {"a": [0, 1, 2]}
 
 
-def test_offline_audit_row_is_temporary_and_not_cached(tmp_path, monkeypatch):
-    from .test_hub import REPO, RecordedApi, hub  # noqa: F401  (hub is a fixture)
-
+def test_an_offline_miss_is_a_temporary_audit_row(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from analysis.checkpoints.tensor_cache import TensorCache
 
@@ -415,12 +412,3 @@ def test_every_malformed_header_entry_is_a_named_error(tmp_path, entry):
     with pytest.raises(FormatError, match=r"x\.safetensors: tensor 'w'"):
         safetensors_index(io.BytesIO(data), len(data), "x.safetensors")
 
-
-def test_pickle_of_a_bad_tensor_rebuild_is_a_named_error():
-    from analysis.checkpoints.formats import FormatError, RestrictedUnpickler, _pickle_problem
-
-    data = pickle.dumps(None, protocol=2)[:-1]  # no STOP opcode: a truncated stream
-    with pytest.raises(EOFError):
-        RestrictedUnpickler(data, "x.bin").load()
-    assert _pickle_problem(EOFError("Ran out of input"), "x.bin").startswith("x.bin: data.pkl is not a torch state dict")
-    assert issubclass(FormatError, ValueError)
