@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 
+from .checkpoints import CheckpointError, TransientError, is_transient
+
 HELDOUT = Path(__file__).parent / "data" / "heldout.txt"
 EDGES = np.linspace(-8.0, 8.0, 81)  # in units of the block's standard deviation
 ACTIVATIONS_VERSION = 1
@@ -72,23 +74,53 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
     return float(jensenshannon(p, q, base=2))
 
 
+def checked_model(source: str, where: str, **kw):
+    """AutoModelForCausalLM.from_pretrained(source), refusing weights that do not fill the
+    model config.json describes exactly: a missing key would be randomly initialised, an
+    unexpected one ignored, a mis-shaped one re-initialised, each silently."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report would precede our one-line error
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(source, output_loading_info=True,
+                                                           ignore_mismatched_sizes=True, **kw)
+    except OSError as e:
+        error = TransientError if is_transient(e) else CheckpointError
+        raise error(f"{where}: transformers cannot load it ({type(e).__name__}: {e})") from e
+    finally:
+        hf_logging.set_verbosity(level)
+    problems = ([f"key {k!r} is missing from the weights" for k in sorted(info["missing_keys"])]
+                + [f"key {k!r} is in the weights but not in the model" for k in sorted(info["unexpected_keys"])]
+                + [f"key {k!r} has shape {tuple(got)} in the weights, {tuple(want)} in the model"
+                   for k, got, want in sorted(info["mismatched_keys"], key=lambda m: m[0])]
+                + [str(m) for m in info.get("error_msgs") or []])
+    if problems:
+        c = model.config
+        expected = ", ".join(f"{k}={getattr(c, k)}" for k in ("num_hidden_layers", "n_layer", "hidden_size",
+                                                              "intermediate_size", "vocab_size") if hasattr(c, k))
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CheckpointError(f"{where}: {problems[0]}{more}; config.json describes a model with {expected}")
+    return model.eval()
+
+
 def load_model(run, ckpt):
     """A transformers model for a checkpoint, and its run's tokenizer as text -> ids."""
-    from transformers import AutoModelForCausalLM
-
+    where = f"run {run.name!r} step {ckpt.step} ({ckpt.folder})"
     if getattr(run, "repo", None):  # hub: whole weights are needed for a forward pass
         from transformers import AutoTokenizer
 
         repo, commit = ckpt.cache_id.split("@")
         tok = AutoTokenizer.from_pretrained(repo)
-        return AutoModelForCausalLM.from_pretrained(repo, revision=commit).eval(), lambda t: tok(t)["input_ids"]
+        return checked_model(repo, where, revision=commit), lambda t: tok(t)["input_ids"]
     from tokenizers import Tokenizer
 
     path = Path(run.folder).parent / "tokenizer.json"
     if not path.is_file():
-        raise ValueError(f"run {run.name!r}: no tokenizer.json beside its folder ({path})")
+        raise CheckpointError(f"run {run.name!r}: no tokenizer.json beside its folder ({path})")
     tok = Tokenizer.from_file(str(path))
-    return AutoModelForCausalLM.from_pretrained(ckpt.folder).eval(), lambda t: tok.encode(t).ids
+    return checked_model(ckpt.folder, where), lambda t: tok.encode(t).ids
 
 
 def of_runs(runs: dict, steps: dict, cache_dir) -> list[dict]:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import AnalysisError
+
 # cudaGetDeviceCount's answers that mean "no GPU here" rather than "GPU misconfigured".
 NO_DEVICE = 100  # cudaErrorNoDevice
 NO_DRIVER = 35  # cudaErrorInsufficientDriver: also the answer on a machine with no NVIDIA driver at all
@@ -21,8 +23,8 @@ DRIVER_FILE = Path("/proc/driver/nvidia/version")
 WAY_OUT = "set `analysis.backend: numpy` (in _quarto.yml or the profile) to compute on the CPU"
 
 
-class BackendError(RuntimeError):
-    """CuPy is installed but cannot compute here."""
+class BackendError(AnalysisError, RuntimeError):
+    """CuPy is installed but cannot compute here, or is asked for and absent."""
 
 
 def _broken(problem: str, e: Exception) -> BackendError:
@@ -80,7 +82,7 @@ def array_module(choice: str = "auto"):
         raise ValueError(f"analysis.backend: expected auto, numpy or cupy, got {choice!r}")
     cp = cupy_or_none()
     if cp is None and choice == "cupy":
-        raise RuntimeError("analysis.backend is 'cupy' but CuPy is not installed or sees no CUDA device here")
+        raise BackendError(f"analysis.backend is 'cupy' but CuPy is not installed or sees no CUDA device here; {WAY_OUT}")
     return cp if cp is not None else np
 
 

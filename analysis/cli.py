@@ -1,11 +1,18 @@
-"""python -m analysis {train-tiny, compute, audit, report} [--profile NAME]"""
+"""python -m analysis {train-tiny, compute, audit, report} [--profile NAME] [--debug]
+
+An expected failure (bad settings, a checkpoint that cannot be read, no GPU for
+`backend: cupy`) prints one line to stderr and exits non-zero: 2 for settings, 1 otherwise.
+--debug, or ANALYSIS_DEBUG=1, shows its traceback instead."""
 
 import argparse
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from . import config
+from .errors import AnalysisError
 
 
 def _train_tiny(cfg, args) -> int:
@@ -72,14 +79,21 @@ def main(argv=None) -> int:
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--profile", default=None, help="Quarto profile(s), comma-separated (default: $QUARTO_PROFILE)")
+        p.add_argument("--debug", action="store_true", help="show the traceback of an error (or set ANALYSIS_DEBUG=1)")
         if name == "compute":
             p.add_argument("--chapter", default=None, help="only the tables this chapter reads (index, weight-distribution, ...)")
         if name == "audit":
             p.add_argument("repos", nargs="*", help="hub repo ids (default: the configured runs)")
     args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("ANALYSIS_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
     try:
-        cfg = config.load(args.profile)
-        return COMMANDS[args.command][0](cfg, args)
-    except config.ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        with warnings.catch_warnings():  # a warning is one line too (restored on the way out)
+            warnings.showwarning = lambda message, *_a, **_k: print(f"warning: {' '.join(str(message).split())}",
+                                                                     file=sys.stderr)
+            cfg = config.load(args.profile)
+            return COMMANDS[args.command][0](cfg, args)
+    except AnalysisError as e:
+        if debug:
+            raise
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, whatever the message holds
+        return 2 if isinstance(e, config.ConfigError) else 1

@@ -9,14 +9,14 @@ from . import activations as act
 from . import audit, experiments, extract, measures, residual, verdicts
 from .architectures import resolve_block, tensor_names
 from .backend import array_module
-from .checkpoints import describe, select_steps
+from .checkpoints import describe, first_readable
 
 NEAR_ZERO_Q = 0.1  # "near zero": below the Gaussian draws' 10th percentile
 
 
 def _audit(r):
     def tensors_for(run):
-        ck = run.checkpoint(run.steps[0])
+        ck = first_readable(run)  # a broken first step is the audit's to flag, not a reason to stop
         block = resolve_block(r.cfg["block"], ck.n_layers)
         return [n for role in r.cfg["roles"] for n in tensor_names(ck.architecture, role, block, ck.n_layers)]
 
@@ -87,7 +87,7 @@ def _effective_depths(r):
 def _activation_steps(r, name) -> list[int]:
     steps, setting = r.steps[name], r.cfg["activation_steps"]
     if setting != "auto":
-        return select_steps(r.runs[name], setting)
+        return r.choose_steps(name, setting)
     if r.cfg["suite"] != "hub":
         return steps
     picks = np.unique(np.geomspace(1, len(steps), 8).round().astype(int) - 1)  # full models are big

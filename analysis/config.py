@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from .errors import AnalysisError
+
 ROLES = ("qkv", "attn_out", "mlp_in", "mlp_out")
 
 DEFAULTS = {
@@ -90,7 +92,7 @@ WHOLE = {"runs", "tiny.runs"}
 RUN_ROLES = ("reference", "treatment", "replica")
 
 
-class ConfigError(ValueError):
+class ConfigError(AnalysisError, ValueError):
     """A setting that is unknown or has the wrong type."""
 
 

@@ -13,7 +13,7 @@ from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 
 from .backend import array_module, memory_budget
 from .baselines import with_draws
-from .checkpoints import formats
+from .checkpoints import CheckpointError, formats
 from .store import Store, key_digest
 
 SPECTRUM_VERSION = 4  # 4: `draws` independent draws per kind, seeded per matrix
@@ -59,13 +59,19 @@ def spectra(cfg: dict, runs: dict, plan: dict, progress: bool = True) -> list[di
     bar = tqdm(total=todo, desc="spectra", unit="matrix", disable=not progress or not todo)
     moved = formats.bytes_read()
     budget = memory_budget(xp, cfg["memory"]["device_fraction"], int(cfg["memory"]["host_gib"] * 2**30))
-    for group, ws in prefetched(load, list(groups.values())):
-        ids = [(j["run"], j["step"], j["block"], j["role"]) for j in group]
-        for job, rec in zip(group, with_draws(ws, ids, cfg["seed"], cfg["verdicts"]["draws"], xp, budget)):
-            rec.update(std=rec["gaussian_scale"], rows=ws.shape[1], cols=ws.shape[2])
-            store.put(job["key"], rec)
-        bar.set_postfix_str(f"{(formats.bytes_read() - moved) / 1e6:.1f} MB read", refresh=False)
-        bar.update(len(group))
-    bar.close()
+    try:  # an error ends the bar's line, so the error's own line stands alone
+        for group, ws in prefetched(load, list(groups.values())):
+            ids = [(j["run"], j["step"], j["block"], j["role"]) for j in group]
+            for job, rec in zip(group, with_draws(ws, ids, cfg["seed"], cfg["verdicts"]["draws"], xp, budget)):
+                rec.update(std=rec["gaussian_scale"], rows=ws.shape[1], cols=ws.shape[2])
+                bad = [k for k, v in rec.items() if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()]
+                if bad:  # never cache a record that measures would turn into NaN
+                    raise CheckpointError(f"run {job['run']!r} step {job['step']}: tensor {job['key']['tensor']!r} gives "
+                                          f"non-finite {', '.join(bad)}; expected a finite spectrum")
+                store.put(job["key"], rec)
+            bar.set_postfix_str(f"{(formats.bytes_read() - moved) / 1e6:.1f} MB read", refresh=False)
+            bar.update(len(group))
+    finally:
+        bar.close()
     return [{**{k: j[k] for k in ("run", "step", "block", "role")}, **store.get(j["key"]), "key": key_digest(j["key"])}
             for j in jobs]

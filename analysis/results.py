@@ -18,10 +18,10 @@ import pandas as pd
 
 from . import audit, compute, config
 from .architectures import resolve_block
-from .checkpoints import CheckpointError, open_runs, select_steps
+from .checkpoints import CheckpointError, TransientError, is_transient, open_runs, select_steps
 from .store import Store, key_digest
 
-TABLES_VERSION = 5  # bump when any table function in compute changes what it returns
+TABLES_VERSION = 6  # 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
 CHAPTER_TABLES = {
     "index": ("verdicts",),
     "weight-distribution": ("spectra", "measures", "draws", "verdicts"),
@@ -42,6 +42,9 @@ class Results:
         self.cfg, self.progress = cfg, progress
         self.store = Store(cfg["cache_dir"])
         self._tables = {}
+        # Temporary read failures seen (offline, network): while there are any, no table is
+        # cached, so a later good run never meets results shaped by them.
+        self.transient = []
 
     @cached_property
     def runs(self) -> dict:
@@ -69,8 +72,7 @@ class Results:
 
     @cached_property
     def n_layers(self) -> int:
-        run = self.runs[self.reference]
-        return run.checkpoint(run.steps[0]).n_layers
+        return self.runs[self.reference].checkpoint(self.steps[self.reference][0]).n_layers
 
     @cached_property
     def block(self) -> int:
@@ -80,17 +82,27 @@ class Results:
     def steps(self) -> dict:
         """{run: analysed steps}: the configured steps, less the audit's flagged ones when
         exclude_flagged is set (flagged steps are always warned about)."""
-        flagged, out = audit.flagged_steps(self.audit), {}
-        for name, run in self.runs.items():
-            steps = select_steps(run, self.cfg["steps"])
-            bad = sorted(flagged.get(name, set()) & set(steps))
-            if bad:
-                why = "; ".join(f"{s}: {self.audit[(self.audit.run == name) & (self.audit.step == s)]['flag'].iloc[0]}"
-                                for s in bad)
-                action = "left out (exclude_flagged)" if self.cfg["exclude_flagged"] else "kept; set exclude_flagged to leave them out"
-                warnings.warn(f"run {name!r}: the audit flags steps ({why}): {action}", stacklevel=2)
-            out[name] = [s for s in steps if not (self.cfg["exclude_flagged"] and s in bad)]
-        return out
+        return {name: self.choose_steps(name, self.cfg["steps"]) for name in self.runs}
+
+    def choose_steps(self, name: str, setting) -> list[int]:
+        """A steps setting ("all" or a list) for one run, less the audit's flagged steps when
+        exclude_flagged is set: every step choice goes through here. A step the audit could
+        not read for a temporary reason is never left out silently: that is an error."""
+        steps = select_steps(self.runs[name], setting)
+        flagged = audit.flagged_steps(self.audit).get(name, set())
+        bad = sorted(flagged & set(steps))
+        if not bad:
+            return steps
+        rows = self.audit[(self.audit.run == name) & self.audit.step.isin(bad)]
+        temporary = sorted(rows[rows["transient"].astype(bool)]["step"])
+        if temporary and self.cfg["exclude_flagged"]:
+            raise TransientError(f"run {name!r}: the audit could not read step(s) {temporary} for a temporary reason "
+                                 f"({audit.why(self.audit, name, temporary[0])}); exclude_flagged would leave them out of "
+                                 "the results, so nothing was computed; retry when they can be read")
+        why = "; ".join(f"{s}: {audit.why(self.audit, name, s)}" for s in bad)
+        action = "left out (exclude_flagged)" if self.cfg["exclude_flagged"] else "kept; set exclude_flagged to leave them out"
+        warnings.warn(f"run {name!r}: the audit flags steps ({why}): {action}", stacklevel=3)
+        return [s for s in steps if not (self.cfg["exclude_flagged"] and s in bad)]
 
     @cached_property
     def model_width(self) -> int:
@@ -110,7 +122,11 @@ class Results:
             for step in run.steps:
                 try:
                     hashes[f"{name}/{step}"] = run.checkpoint(step).content_hash
-                except CheckpointError as e:
+                except (CheckpointError, OSError) as e:
+                    if is_transient(e):
+                        self.transient.append(f"{name}/{step}")
+                    elif not isinstance(e, CheckpointError):
+                        raise
                     hashes[f"{name}/{step}"] = f"error: {e}"
         return key_digest(hashes)
 
@@ -133,7 +149,9 @@ class Results:
         if stored is not None:
             return _decode(stored)
         value = compute.TABLES[name](self)
-        if not (name == "audit" and (value["error"] != "").any()):  # a failed read may be transient: never cached
+        if name == "audit":
+            self.transient += [f"{r.run}/{r.step}" for r in value[value["transient"].astype(bool)].itertuples()]
+        if not self.transient:  # a temporary failure is no fact about the data: cache nothing shaped by it
             self.store.put(key, _encode(value))
         return value
 

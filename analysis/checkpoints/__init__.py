@@ -11,7 +11,9 @@ tiny/          the tiny suite, trained here
 
 from . import formats
 from .checkpoint import Checkpoint, CheckpointError
+from .errors import TransientError, is_transient
 from .folder import Run
-from .suite import describe, open_runs, select_steps
+from .suite import describe, first_readable, open_runs, select_steps
 
-__all__ = ["Checkpoint", "CheckpointError", "Run", "describe", "formats", "open_runs", "select_steps"]
+__all__ = ["Checkpoint", "CheckpointError", "Run", "TransientError", "describe", "first_readable", "formats", "is_transient", "open_runs",
+           "select_steps"]

@@ -15,7 +15,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from .. import architectures
 from . import formats
-from .errors import CheckpointError  # noqa: F401  (re-exported: raised by everything here)
+from .errors import CheckpointError, TransientError, is_transient  # noqa: F401  (re-exported: raised here)
 from .tensor_cache import offline
 
 
@@ -36,6 +36,27 @@ def _sha256_file(fs, path: str) -> str:
                 h.update(chunk)
         _HASHES[stamp] = h.hexdigest()
     return _HASHES[stamp]
+
+
+def defect(t: np.ndarray) -> str:
+    """Why `t` cannot be a weight matrix ("" if it can): not floating point (a mask or ids
+    relabelled as weights), non-finite values, or every value equal (all zero: rank 0;
+    constant: rank 1 with no spread), whose spectra and fitted baselines are NaN or meaningless."""
+    if t.dtype.kind != "f":
+        return f"of dtype {t.dtype}, not floating point"
+    bad = int(t.size - np.count_nonzero(np.isfinite(t)))
+    if bad:
+        return f"holding {bad} non-finite values"
+    if t.size and not np.any(t != t.flat[0]):
+        return "all zero" if t.flat[0] == 0 else f"constant (every value {float(t.flat[0]):g})"
+    return ""
+
+
+def _os_error(e: OSError, what: str) -> CheckpointError:
+    """An OSError met reading `what`, as the error that says whether a retry can help."""
+    if is_transient(e):
+        return TransientError(f"{what}: temporary failure ({type(e).__name__}: {e}); retry when it can be reached")
+    return CheckpointError(f"{what}: {type(e).__name__}: {e}")
 
 
 class Checkpoint:
@@ -72,7 +93,7 @@ class Checkpoint:
         """Facts about immutable content (cache_id), kept in the tensor cache's meta file."""
         if key not in self._meta:
             if self._memoised and offline():
-                raise CheckpointError(f"HF_HUB_OFFLINE is set and {self.cache_id} has no cached {key!r}; "
+                raise TransientError(f"HF_HUB_OFFLINE is set and {self.cache_id} has no cached {key!r}; "
                                       "run once with network access")
             self._meta[key] = compute()
             if self._memoised:
@@ -84,6 +105,8 @@ class Checkpoint:
             return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.folder, detail=False))
         except FileNotFoundError:
             raise CheckpointError(f"{self.folder}: checkpoint folder does not exist") from None
+        except OSError as e:
+            raise _os_error(e, f"{self.folder}: listing the checkpoint folder") from e
 
     def _path(self, name: str) -> str:
         return f"{self.folder}/{name}"
@@ -96,21 +119,40 @@ class Checkpoint:
     def config(self) -> dict:
         def read():
             with self.fs.open(self._path("config.json"), "rb") as f:
-                return json.loads(f.read())
+                try:
+                    config = json.loads(f.read())
+                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                    raise CheckpointError(f"{self._path('config.json')}: not valid JSON ({e})") from e
+            if not isinstance(config, dict):
+                raise CheckpointError(f"{self._path('config.json')}: expected a JSON object, got {type(config).__name__}")
+            return config
 
-        return self._memo("config", read)
+        try:
+            return self._memo("config", read)
+        except OSError as e:
+            raise _os_error(e, f"{self._path('config.json')}") from e
 
     @cached_property
     def architecture(self) -> architectures.Architecture:
-        return architectures.for_config(self.config, self._path("config.json"))
+        config = self.config
+        try:
+            return architectures.for_config(config, self._path("config.json"))
+        except ValueError as e:
+            raise CheckpointError(str(e)) from e
+
+    def _count(self, key: str) -> int:
+        value = self.config.get(key)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            raise CheckpointError(f"{self._path('config.json')}: {key} is {value!r}; expected a positive integer")
+        return value
 
     @property
     def n_layers(self) -> int:
-        return self.config[self.architecture.n_layers_key]
+        return self._count(self.architecture.n_layers_key)
 
     @property
     def n_heads(self) -> int:
-        return self.config[self.architecture.n_heads_key]
+        return self._count(self.architecture.n_heads_key)
 
     @cached_property
     def weight_map(self) -> dict[str, str]:
@@ -137,7 +179,10 @@ class Checkpoint:
     def content_hash(self) -> str:
         """sha256 of the weights (for shards: of their hashes in order): what cached results
         are keyed by. Remote LFS files report it without a download."""
-        return self._memo("content_hash", self._content_hash)
+        try:
+            return self._memo("content_hash", self._content_hash)
+        except OSError as e:
+            raise _os_error(e, f"{self.folder}: hashing the weights") from e
 
     def file_hashes(self) -> dict[str, str]:
         """{weights file: sha256}: LFS metadata for remote files, hashed locally otherwise."""
@@ -171,9 +216,12 @@ class Checkpoint:
         return sorted(self.weight_map)
 
     def tensor(self, name: str) -> np.ndarray:
-        if self.tensor_cache is not None and self.cache_id:
-            return self.tensor_cache.get_or_read(self.cache_id, name, lambda: self._read(name))
-        return self._read(name)
+        try:
+            if self.tensor_cache is not None and self.cache_id:
+                return self.tensor_cache.get_or_read(self.cache_id, name, lambda: self._read(name))
+            return self._read(name)
+        except OSError as e:
+            raise _os_error(e, f"{self.folder}: reading tensor {name!r}") from e
 
     def _read(self, name: str) -> np.ndarray:
         if name not in self.weight_map:
@@ -196,6 +244,12 @@ class Checkpoint:
         q, k and v projections)."""
         names = architectures.tensor_names(self.architecture, role, block, self.n_layers)
         parts = [self.tensor(n) for n in names]
+        for name, part in zip(names, parts):
+            why = defect(part)
+            if why:  # refused here, so no spectrum, measure or cache record is ever made from it
+                raise CheckpointError(f"run {self.run!r} step {self.step}: tensor {name!r} in "
+                                      f"{self._path(self.weight_map[name])} is {why}; a weight matrix has finite "
+                                      "floating-point values that are not all equal")
         if self.architecture.transposed:
             parts = [p.T for p in parts]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)

@@ -10,6 +10,7 @@ tensor's bytes are.
 
 import io
 import json
+import math
 import pickle
 import struct
 import zipfile
@@ -18,8 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import AnalysisError
 
-class FormatError(ValueError):
+
+class FormatError(AnalysisError, ValueError):
     """A checkpoint file whose structure is not what its format promises."""
 
 
@@ -69,7 +72,29 @@ def decode(data: bytes, dtype: str, shape: tuple) -> np.ndarray:
 
 
 def _nbytes(dtype: str, shape) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * SAFETENSORS_DTYPES[dtype].itemsize
+    # Python ints: a product of header-given dimensions must not wrap around as int64 would.
+    return math.prod(int(d) for d in shape) * SAFETENSORS_DTYPES[dtype].itemsize
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)  # JSON's true is an int to isinstance
+
+
+def _entry(name, meta, where: str) -> tuple[str, tuple, int, int]:
+    """One header entry's (dtype, shape, begin, end), each checked for its type and sign."""
+    what = f"{where}: tensor {name!r}"
+    if not isinstance(meta, dict) or not {"dtype", "shape", "data_offsets"} <= set(meta):
+        raise FormatError(f"{what} has a malformed entry {meta!r}; expected {{dtype, shape, data_offsets}}")
+    dtype, shape, offsets = meta["dtype"], meta["shape"], meta["data_offsets"]
+    if not isinstance(dtype, str):
+        raise FormatError(f"{what}: dtype {dtype!r} is not a string; expected one of {sorted(SAFETENSORS_DTYPES)}")
+    if dtype not in SAFETENSORS_DTYPES:
+        raise FormatError(f"{what} has unknown dtype {dtype!r}; known: {sorted(SAFETENSORS_DTYPES)}")
+    if not (isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)):
+        raise FormatError(f"{what}: shape {shape!r} is not a list of non-negative integers")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
+        raise FormatError(f"{what}: data_offsets {offsets!r} is not a list of two integers")
+    return dtype, tuple(shape), offsets[0], offsets[1]
 
 
 # --- safetensors ---------------------------------------------------------------------------
@@ -92,12 +117,7 @@ def safetensors_index(f, size: int, where: str) -> dict[str, TensorInfo]:
     for name, meta in header.items():
         if name == "__metadata__":
             continue
-        try:
-            dtype, shape, (b, e) = meta["dtype"], tuple(meta["shape"]), meta["data_offsets"]
-        except (KeyError, TypeError, ValueError) as err:
-            raise FormatError(f"{where}: tensor {name!r} has a malformed entry {meta!r}") from err
-        if dtype not in SAFETENSORS_DTYPES:
-            raise FormatError(f"{where}: tensor {name!r} has unknown dtype {dtype!r}; known: {sorted(SAFETENSORS_DTYPES)}")
+        dtype, shape, b, e = _entry(name, meta, where)
         if not (0 <= b <= e) or base + e > size:
             raise FormatError(f"{where}: tensor {name!r} offsets [{b}, {e}) lie outside the file's data section "
                               f"({size - base} bytes)")
@@ -130,7 +150,12 @@ class _TensorRef:
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, *_ignored):
-    return _TensorRef(storage, int(storage_offset), tuple(size), tuple(stride))
+    ok = (isinstance(storage, _Storage) and _is_int(storage_offset) and storage_offset >= 0
+          and all(isinstance(x, (tuple, list)) and all(_is_int(d) and d >= 0 for d in x) for x in (size, stride)))
+    if not ok:
+        raise pickle.UnpicklingError(f"a tensor's storage, offset {storage_offset!r}, size {size!r} or stride {stride!r} "
+                                     "is not what torch saves (a storage and non-negative integers)")
+    return _TensorRef(storage, storage_offset, tuple(size), tuple(stride))
 
 
 def _rebuild_parameter(data, *_ignored):
@@ -168,8 +193,17 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
             raise pickle.UnpicklingError(f"{self.where}: unexpected persistent id {pid!r}")
+        if not _is_int(pid[4]) or pid[4] < 0:
+            raise pickle.UnpicklingError(f"{self.where}: storage {pid[2]!r} has size {pid[4]!r}, not a non-negative integer")
         dtype, _ = TORCH_STORAGES[pid[1].name]
-        return _Storage(dtype, str(pid[2]), int(pid[4]))
+        return _Storage(dtype, str(pid[2]), pid[4])
+
+
+def _pickle_problem(e: Exception, where: str) -> str:
+    """One line for a data.pkl that does not unpickle: a truncated stream (EOFError), an
+    allowed name misused (TypeError: a storage class called), anything else torch never writes."""
+    msg = str(e) if isinstance(e, pickle.UnpicklingError) else f"{type(e).__name__}: {e}"
+    return msg if msg.startswith(where) else f"{where}: data.pkl is not a torch state dict ({msg})"
 
 
 def _contiguous_stride(shape) -> tuple:
@@ -194,8 +228,8 @@ def torch_zip_index(f, where: str) -> dict[str, TensorInfo]:
     prefix = pkl[0][: -len("data.pkl")]
     try:
         state = RestrictedUnpickler(zf.read(pkl[0]), where).load()
-    except pickle.UnpicklingError as e:
-        raise FormatError(str(e)) from e
+    except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError, KeyError) as e:
+        raise FormatError(_pickle_problem(e, where)) from e
     if not isinstance(state, dict):
         raise FormatError(f"{where}: data.pkl holds a {type(state).__name__}, not a state dict")
     infos = {}

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ..files import atomic_path
-from .checkpoint import Checkpoint, CheckpointError
+from .checkpoint import Checkpoint, CheckpointError, TransientError
 from .tensor_cache import TensorCache, offline
 
 # Revision naming rules: branch regex whose first group is the training step.
@@ -100,13 +100,13 @@ class HubRun:
         path = self._refs_path()
         if offline():
             if not path.is_file():
-                raise CheckpointError(f"HF_HUB_OFFLINE is set and the branches of {self.repo} were never cached "
+                raise TransientError(f"HF_HUB_OFFLINE is set and the branches of {self.repo} were never cached "
                                       f"({path}); run once with network access")
             return json.loads(path.read_text())
         try:
             refs = self.api.list_repo_refs(self.repo)
         except Exception as e:  # network, auth, missing repo: all mean "cannot list the run"
-            raise CheckpointError(f"{self.repo}: cannot list the repo's branches on the hub ({type(e).__name__}: {e})") from e
+            raise TransientError(f"{self.repo}: cannot list the repo's branches on the hub ({type(e).__name__}: {e})") from e
         branches = [{"name": b.name, "target_commit": b.target_commit} for b in refs.branches]
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(branches, indent=1))

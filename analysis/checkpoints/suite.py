@@ -5,6 +5,7 @@ from pathlib import Path
 
 from .. import config
 from .checkpoint import CheckpointError
+from .errors import is_transient
 from .folder import Run
 
 
@@ -49,6 +50,23 @@ def select_steps(run, steps) -> list[int]:
     return list(steps)
 
 
+def first_readable(run):
+    """The first step's checkpoint whose config gives the model's shape: what a run's
+    architecture and block count are read from. A broken early step is left to the audit."""
+    errors = []
+    for step in run.steps:
+        try:
+            ck = run.checkpoint(step)
+            ck.n_layers, ck.n_heads  # noqa: B018  (raise here if the config cannot say)
+            return ck
+        except CheckpointError as e:
+            if is_transient(e):  # says nothing about this step: the next would fail alike
+                raise
+            errors.append(f"step {step}: {e}")
+    raise CheckpointError(f"run {run.name!r}: no step has a readable checkpoint ({errors[0]}"
+                          f"{f'; and {len(errors) - 1} more' if len(errors) > 1 else ''})")
+
+
 def describe(cfg: dict) -> list[dict]:
     """One row per run, in role order: role, checkpoints, last step, blocks and, for the tiny
     suite, whatever its manifest records for the run (documents, tokens, data, seed)."""
@@ -59,7 +77,7 @@ def describe(cfg: dict) -> list[dict]:
     rows = []
     for name, run in runs.items():
         row = {"run": name, "role": run.role, "checkpoints": len(run.steps), "last step": run.steps[-1],
-               "blocks": run.checkpoint(run.steps[0]).n_layers}
+               "blocks": first_readable(run).n_layers}
         row.update({k: v for k, v in manifest.get(name, {}).items() if k not in row})
         rows.append(row)
     return rows

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_path
-from .errors import CheckpointError
+from .errors import TransientError
 
 
 def offline() -> bool:
@@ -36,7 +36,7 @@ class TensorCache:
         if path.is_file():
             return np.load(path)
         if offline():
-            raise CheckpointError(f"HF_HUB_OFFLINE is set and tensor {name!r} of {cache_id} is not in the "
+            raise TransientError(f"HF_HUB_OFFLINE is set and tensor {name!r} of {cache_id} is not in the "
                                   f"local cache ({path}); run once with network access to fetch it")
         value = read()
         with atomic_path(path) as tmp:
