@@ -59,8 +59,7 @@ class TensorInfo:
 
 
 # Speculative first reads (at most these, and 1/64 of a small file): a safetensors header
-# (pythia-1b's is ~30 kB), a zip's tail with its central directory and its head with data.pkl
-# (torch writes data.pkl first). A miss costs one more read of what is missing.
+# (pythia-1b's is ~30 kB), a zip's tail with its central directory. A miss costs one more read.
 HEAD_GUESS = 1 << 17
 TAIL_GUESS = 1 << 17
 # A zip local header is 30 bytes, the member name and an extra field that torch uses to align
@@ -318,14 +317,14 @@ def torch_zip_index(f, where: str) -> dict[str, TensorInfo]:
 def index(fetch, size: int, filename: str, where: str) -> dict[str, TensorInfo]:
     """The tensor index of a safetensors (.safetensors) or PyTorch zip (.bin, .pt) file of
     `size` bytes, read through `fetch`: safetensors in at most 2 reads, a zip in at most 3
-    (head and tail together, then whatever of the directory or data.pkl they missed)."""
+    (its tail, the rest of the central directory if the tail missed some, data.pkl)."""
     f = SparseFile(fetch, size)
     guess = max(1024, min(HEAD_GUESS, size // 64))  # small files: no need to read most of them
     if filename.endswith(".safetensors"):
         f.prefetch([(0, guess)])
         return safetensors_index(f, size, where)
     if filename.endswith((".bin", ".pt", ".pth")):
-        f.prefetch([(0, guess), (size - min(TAIL_GUESS, guess), size)])
+        f.prefetch([(size - min(TAIL_GUESS, guess), size)])
         return torch_zip_index(f, where)
     raise FormatError(f"{where}: unknown checkpoint format (expected .safetensors or .bin)")
 
