@@ -65,6 +65,7 @@ TAIL_GUESS = 1 << 17
 # A zip local header is 30 bytes, the member name and an extra field that torch uses to align
 # data to 64 bytes (up to 67 bytes, plus 20 for zip64): read this much past the name with it.
 LOCAL_EXTRA_GUESS = 128
+LOCAL_NAME_GUESS = 256  # torch's member names are short ("archive/data/123"); a longer one costs a read
 ZIP_LOCAL_SIGNATURE = b"PK\x03\x04"
 # Tensors closer than this in the file are read as one range: a gap costs less than a request.
 MAX_GAP = 1 << 18
@@ -334,7 +335,7 @@ def _span(info: TensorInfo) -> tuple[int, int]:
     with room for the header's name and extra field."""
     if info.header is None:
         return info.start, info.end
-    return info.header, info.header + 30 + 256 + LOCAL_EXTRA_GUESS + info.end
+    return info.header, info.header + 30 + LOCAL_NAME_GUESS + LOCAL_EXTRA_GUESS + info.end
 
 
 def coalesce(spans, max_gap: int = MAX_GAP) -> list[tuple[int, int]]:

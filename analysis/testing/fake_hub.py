@@ -168,7 +168,8 @@ class _CdnHandler(RangeHandler):
         time.sleep(self.server.hub.latency)
         out = super().send_head()
         n = getattr(self, "_remaining", 0) if out else 0
-        self.server.hub._record("cdn", self.command, self.path, self.headers.get("Range"), 206 if self.headers.get("Range") else 200, n)
+        status = 404 if out is None else 206 if self.headers.get("Range") else 200
+        self.server.hub._record("cdn", self.command, self.path, self.headers.get("Range"), status, n)
         return out
 
 
