@@ -14,7 +14,6 @@ run's branch list, the checkpoint's listing, config and index, then the tensors.
 """
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess

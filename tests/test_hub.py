@@ -1,18 +1,25 @@
 """Hub runs: branch rules, pinned commits, byte-range reads, caches and offline use.
 
 The hub's API is replaced by its recorded answer (tests/fixtures) and its file system by
-fsspec's HTTP file system against a local Range server: no network here."""
+fsspec's HTTP file system against a local Range server; and, further down, the real client
+(HfApi, HfFileSystem, transformers) talks to a fake hub on 127.0.0.1 (analysis.testing.fake_hub)
+that answers as the hub does. No network here."""
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fsspec.implementations.http import HTTPFileSystem
 from huggingface_hub.hf_api import GitRefInfo, GitRefs
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
+from analysis import activations
 from analysis.checkpoints import CheckpointError
 from analysis.checkpoints.hub import KNOWN_BAD_STEPS, SUITE_RULES, HubRun, rule_for, steps_from_branches
+from analysis.testing.fake_hub import FakeHub, point_client_at, restore_client
 from analysis.testing.http_range_server import RangeServer
 
 from .test_formats import sample_tensors, write_folder
@@ -154,18 +161,6 @@ def test_a_step0_that_is_not_the_runs_initialisation_is_left_out(tmp_path):
 
 # --- The real client (HfApi, HfFileSystem, transformers) against a fake hub on 127.0.0.1 ----
 
-import threading  # noqa: E402
-import warnings  # noqa: E402
-
-import torch  # noqa: E402
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM  # noqa: E402
-
-from analysis import activations  # noqa: E402
-from analysis.checkpoints import Checkpoint, formats  # noqa: E402
-from analysis.testing.fake_hub import FakeHub, point_client_at, restore_client  # noqa: E402
-
-from .test_formats import CONFIG  # noqa: E402
-
 NEOX = GPTNeoXConfig(vocab_size=64, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
                      rotary_pct=0.25, use_parallel_residual=True)
 
@@ -192,8 +187,7 @@ def fake_hub(tmp_path):
 
 
 def matrices_of_block(ck, block):
-    return [n for role in ("qkv", "attn_out", "mlp_in", "mlp_out") for n in
-            [ck.tensor_name(role, block)]]
+    return [ck.tensor_name(role, block) for role in ("qkv", "attn_out", "mlp_in", "mlp_out")]
 
 
 @pytest.mark.parametrize("kind,shards", [("safetensors", 1), ("safetensors", 2), ("bin", 1)])
@@ -218,9 +212,8 @@ def test_real_client_reads_every_format_bit_identical_in_few_requests(fake_hub, 
     assert len(resolves) == len(cdn) <= (2 if kind == "safetensors" else 3) + 1 + (shards - 1) * 2
     assert all(r["status"] == 302 for r in resolves) and all(r["status"] == 206 for r in cdn)
     asked = sum(states[1000][n].numel() * states[1000][n].element_size() for n in names)
-    tensor_bytes = cdn[-1]["bytes"] if shards == 1 else None
-    if shards == 1:
-        assert asked <= tensor_bytes <= asked + 64 * 1024  # the block's biases and norms between them
+    if shards == 1:  # the last range is the block's: its matrices, and the biases and norms between them
+        assert asked <= cdn[-1]["bytes"] <= asked + 64 * 1024
     # a second Checkpoint object of the same commit reads no index, and all blocks at once
     fake_hub.reset()
     again = HubRun("EleutherAI/pythia-tiny", tmp_path / "cache").checkpoint(1000)
