@@ -5,6 +5,8 @@ writes), standardised per block; what is kept is its histogram on fixed bins and
 kurtosis, so that runs and steps compare on the same axes.
 """
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -105,15 +107,41 @@ def checked_model(source: str, where: str, **kw):
     return model.eval()
 
 
+@contextmanager
+def _no_safetensors_conversion():
+    """transformers, loading a `.bin`-only revision, starts a thread that asks the hub's
+    discussions API for a conversion PR and may start the conversion Space; its documented
+    switch turns that off (for the call only: the environment is left as it was)."""
+    old = os.environ.get("DISABLE_SAFETENSORS_CONVERSION")
+    os.environ["DISABLE_SAFETENSORS_CONVERSION"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("DISABLE_SAFETENSORS_CONVERSION", None)
+        else:
+            os.environ["DISABLE_SAFETENSORS_CONVERSION"] = old
+
+
 def load_model(run, ckpt):
-    """A transformers model for a checkpoint, and its run's tokenizer as text -> ids."""
+    """A transformers model for a checkpoint, and its run's tokenizer as text -> ids. Hub
+    checkpoints are downloaded whole (a forward pass needs every weight) into the project's
+    cache (`<cache>/models`, not HF_HOME), model and tokenizer pinned to the step's commit."""
     where = f"run {run.name!r} step {ckpt.step} ({ckpt.folder})"
-    if getattr(run, "repo", None):  # hub: whole weights are needed for a forward pass
+    if getattr(run, "repo", None):
         from transformers import AutoTokenizer
 
         repo, commit = ckpt.cache_id.split("@")
-        tok = AutoTokenizer.from_pretrained(repo)
-        return checked_model(repo, where, revision=commit), lambda t: tok(t)["input_ids"]
+        models = str(Path(run.cache_dir) / "models")
+        with _no_safetensors_conversion():
+            try:
+                tok = AutoTokenizer.from_pretrained(repo, revision=commit, cache_dir=models)
+            except OSError:  # a step branch without tokenizer files: main's, pinned to its commit
+                if not getattr(run, "main_commit", None):
+                    raise
+                tok = AutoTokenizer.from_pretrained(repo, revision=run.main_commit, cache_dir=models)
+            model = checked_model(repo, where, revision=commit, cache_dir=models)
+        return model, lambda t: tok(t)["input_ids"]
     from tokenizers import Tokenizer
 
     path = Path(run.folder).parent / "tokenizer.json"

@@ -24,8 +24,10 @@ def _audit(r):
 
 
 def _spectra(r):
-    """Every block's matrices at every analysed step, every run, with their draws."""
-    plan = {name: {s: list(range(r.n_layers)) for s in steps} for name, steps in r.steps.items()}
+    """The configured block's matrices at every analysed step, and every block's at the
+    depth steps, every run, with their draws."""
+    every = list(range(r.n_layers))
+    plan = {name: {s: every if s in set(r.depth_steps[name]) else [r.block] for s in steps} for name, steps in r.steps.items()}
     return extract.spectra(r.cfg, r.runs, plan, r.progress)
 
 
@@ -116,7 +118,7 @@ def _verdicts(r):
              verdicts.residual_paths(r.toy_fit, r.toy_depth, r.n_layers, level, r.cfg["residual"]["sigma2"]),
              verdicts.depth_trends(r.measures, r.draws, same_process, level)]
     if r.of_role("treatment") and r.of_role("replica"):
-        steps = sorted(set(r.steps[r.reference]))
+        steps = r.depth_steps[r.reference]  # per-block norms: the steps that read every block
         parts.append(verdicts.deduplication(r.measures, r.run_distances, r.activations, r.names, steps, level,
                                             v["bootstrap"], r.cfg["seed"], v["diverged"], v["alike_margin"])[0])
     return pd.concat(parts, ignore_index=True)

@@ -30,6 +30,11 @@ DEFAULTS = {
         "device_fraction": 0.5,  # of the GPU's free memory (CuPy)
         "host_gib": 4.0,  # of RAM (NumPy)
     },
+    # Steps at which every block is read (depth trends, per-block norms and block order,
+    # effective depth across depth); the other steps read the configured block only. "auto"
+    # (tiny, folder: all; hub: 12 log-spaced), "all", n (n steps log-spaced by step number,
+    # first and last included) or a list of steps.
+    "depth_steps": "auto",
     "activation_steps": "auto",  # residual-stream histograms: "auto" (tiny: all; hub: 8 log-spaced) or a list
     "exclude_flagged": False,  # leave out steps the checkpoint audit flags (they are always warned about)
     "seed": 0,  # seeds the sampled baselines (each draw's seed derives from it and the matrix)
@@ -205,6 +210,10 @@ def _validate(cfg: dict) -> None:
     if not (cfg["activation_steps"] == "auto" or (isinstance(cfg["activation_steps"], list)
                                                   and all(_is_int(s) for s in cfg["activation_steps"]))):
         raise ConfigError(f"analysis.activation_steps: expected 'auto' or a list of integers, got {cfg['activation_steps']!r}")
+    d = cfg["depth_steps"]
+    if not (d in ("auto", "all") or (_is_int(d) and d >= 2) or (isinstance(d, list) and d and all(_is_int(s) for s in d))):
+        raise ConfigError(f"analysis.depth_steps: expected 'auto', 'all', an integer >= 2 (that many log-spaced steps) "
+                          f"or a non-empty list of steps, got {d!r}")
     if not (cfg["steps"] == "all" or (isinstance(cfg["steps"], list) and all(_is_int(s) for s in cfg["steps"]))):
         raise ConfigError(f"analysis.steps: expected 'all' or a list of integers, got {cfg['steps']!r}")
 

@@ -54,7 +54,18 @@ def spectra(cfg: dict, runs: dict, plan: dict, progress: bool = True) -> list[di
     groups = {}
     for j in (j for j in jobs if not store.has(j["key"])):
         groups.setdefault((j["run"], j["step"], j["role"]), []).append(j)
-    load = lambda g: np.stack([j["ckpt"].matrix(j["role"], j["block"]) for j in g])  # noqa: E731
+    # A checkpoint's missing matrices are read together on its first group (coalesced,
+    # concurrent ranges: a few requests per checkpoint instead of one per matrix).
+    wanted = {}
+    for g in groups.values():
+        wanted.setdefault((g[0]["run"], g[0]["step"]), []).extend((j["role"], j["block"]) for j in g)
+
+    def load(g):
+        pairs = wanted.pop((g[0]["run"], g[0]["step"]), None)
+        if pairs:
+            g[0]["ckpt"].prefetch(pairs)
+        return np.stack([j["ckpt"].matrix(j["role"], j["block"]) for j in g])
+
     todo = sum(len(g) for g in groups.values())
     bar = tqdm(total=todo, desc="spectra", unit="matrix", disable=not progress or not todo)
     moved = formats.bytes_read()

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import audit, compute, config
 from .architectures import resolve_block
-from .checkpoints import CheckpointError, TransientError, is_transient, open_runs, select_steps
+from .checkpoints import CheckpointError, TransientError, depth_steps, is_transient, open_runs, select_steps
 from .store import Store, key_digest
 
 TABLES_VERSION = 6  # 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
@@ -105,6 +105,11 @@ class Results:
         return [s for s in steps if not (self.cfg["exclude_flagged"] and s in bad)]
 
     @cached_property
+    def depth_steps(self) -> dict:
+        """{run: the analysed steps at which every block is read} (`depth_steps` setting)."""
+        return {name: depth_steps(self.cfg["depth_steps"], self.cfg["suite"], steps) for name, steps in self.steps.items()}
+
+    @cached_property
     def model_width(self) -> int:
         """The model's width d: the smaller side of its analysed matrices."""
         return compute.experiments.toy_width(self.records(run=self.reference, step=self.last_step()))
@@ -165,9 +170,10 @@ class Results:
 
     def records(self, block=None, step=None, run=None, role=None) -> list[dict]:
         """Spectrum records matching every given field (block default: the configured one;
-        "all" for every block)."""
+        "all" for every block, at the steps that read every block)."""
         block = self.block if block is None else block
-        return [x for x in self.spectra if (block == "all" or x["block"] == block) and
+        deep = {name: set(steps) for name, steps in self.depth_steps.items()}
+        return [x for x in self.spectra if (x["block"] == block or (block == "all" and x["step"] in deep[x["run"]])) and
                 (step is None or x["step"] == step) and (run is None or x["run"] == run) and
                 (role is None or x["role"] == role)]
 

@@ -294,14 +294,14 @@ def test_exclude_flagged_reaches_qkv_parts_and_activation_steps(tmp_path):
 
 def flaky(monkeypatch, step: int):
     """Reading any tensor of `step` fails as a dropped connection does."""
-    real = checkpoint_module.Checkpoint._read
+    real = checkpoint_module.Checkpoint._tensors
 
-    def read(self, name):
+    def read(self, names):
         if self.step == step:
             raise ConnectionError("Failed to resolve 'huggingface.co' ([Errno -3] Temporary failure in name resolution)")
-        return real(self, name)
+        return real(self, names)
 
-    monkeypatch.setattr(checkpoint_module.Checkpoint, "_read", read)
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "_tensors", read)
 
 
 @pytest.mark.parametrize("exclude", [True, False], ids=["exclude_flagged", "keep_flagged"])

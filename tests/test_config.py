@@ -93,3 +93,21 @@ def test_memory_settings_are_checked(tmp_path):
         config.load(root=root, profile="")
     cfg = config.load(root=write_project(tmp_path, "analysis:\n  memory: {host_gib: 16}\n"), profile="")
     assert cfg["memory"] == {"device_fraction": 0.5, "host_gib": 16}
+
+
+def test_depth_steps_setting_is_checked_and_picks_log_spaced_steps(tmp_path):
+    from analysis.audit import pythia_schedule
+    from analysis.checkpoints import CheckpointError, depth_steps
+
+    for bad in ("some", 1, [], [1.5], True):
+        root = write_project(tmp_path, f"analysis:\n  depth_steps: {bad!r}\n".replace("'", ""))
+        with pytest.raises(config.ConfigError, match="analysis.depth_steps: expected 'auto', 'all', an integer >= 2"):
+            config.load(root=root, profile="")
+    steps = pythia_schedule()
+    assert depth_steps("auto", "tiny", steps) == steps and depth_steps("all", "hub", steps) == steps
+    picked = depth_steps(12, "hub", steps)
+    assert picked == depth_steps("auto", "hub", steps) == [0, 4, 8, 32, 64, 256, 512, 2000, 6000, 17000, 49000, 143000]
+    assert depth_steps([0, 1000], "hub", steps) == [0, 1000, 143000]  # the last step: where depth trends are judged
+    with pytest.raises(CheckpointError, match=r"analysis.depth_steps: step\(s\) \[3\] are not among the analysed steps"):
+        depth_steps([3], "hub", steps)
+    assert config.load(profile="pythia")["depth_steps"] == 12

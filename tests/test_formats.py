@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from analysis.checkpoints import Checkpoint, CheckpointError
+from analysis.checkpoints import Checkpoint, CheckpointError, formats
 from analysis.checkpoints.tensor_cache import TensorCache
 from analysis.testing.http_range_server import RangeServer
 
@@ -157,7 +157,9 @@ def test_reading_one_tensor_over_http_moves_only_its_bytes_and_the_index(served,
     served.reset()
     w = ck.tensor("e.big")
     assert w.shape == (256, 128)
-    assert served.bytes_sent == w.nbytes  # exactly the tensor, nothing around it
+    # exactly the tensor; in a zip also its member's local header (read with it, no request of its own)
+    slack = 0 if folder == "single" else 30 + formats.LOCAL_NAME_GUESS + formats.LOCAL_EXTRA_GUESS
+    assert w.nbytes <= served.bytes_sent <= w.nbytes + slack
     size = fs.size(f"{served.url}/{folder}/" + ck.weights_file)
     assert index_bytes < 0.05 * size
 
@@ -170,8 +172,8 @@ def test_sharded_checkpoint_reads_only_the_shard_that_holds_the_tensor(served):
     ck.tensor("e.big")
     header_plus_tensor = served.bytes_sent
     shard_size = fs.size(f"{served.url}/sharded/{shard}")
-    assert 256 * 128 * 4 <= header_plus_tensor < 256 * 128 * 4 + 2048
-    assert header_plus_tensor <= shard_size  # never a whole other shard
+    # the header is read speculatively: max(1 kB, 1/64 of the file) in one read
+    assert 256 * 128 * 4 <= header_plus_tensor < 256 * 128 * 4 + max(1024, shard_size // 64) + 512
     assert len(ck._indexes) == 1  # only the one shard's header was read
 
 
@@ -202,3 +204,23 @@ def test_a_failed_read_caches_nothing(tmp_path):
     with pytest.raises(CheckpointError):
         Checkpoint(folder, 0, tensor_cache=cache, cache_id="x@1").tensor("w")
     assert not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_zip_local_header_longer_than_guessed_costs_one_more_read_and_reads_right(tmp_path, monkeypatch):
+    tensors = sample_tensors()
+    ck = Checkpoint(write_folder(tmp_path / "ck", tensors, "bin"), 0)
+    calls = []
+    fetch = ck._fetcher("pytorch_model.bin")
+    monkeypatch.setattr(formats, "LOCAL_NAME_GUESS", 0)
+    monkeypatch.setattr(formats, "LOCAL_EXTRA_GUESS", 0)
+    infos = list(ck._index("pytorch_model.bin").values())
+    size = (tmp_path / "ck" / "pytorch_model.bin").stat().st_size
+    got = formats.read_tensors(lambda r: calls.append(r) or fetch(r), infos, size, "ck", max_gap=0)
+    for name, t in tensors.items():
+        np.testing.assert_array_equal(got[name], t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy())
+    assert len(calls) == 1 + len(infos)  # the batch, then each tensor's bytes past the guessed header
+
+
+def test_coalesce_merges_neighbours_within_the_gap_only():
+    assert formats.coalesce([(10, 20), (0, 5), (25, 30), (100, 110)], max_gap=5) == [(0, 30), (100, 110)]
+    assert formats.coalesce([(0, 10), (5, 8)], max_gap=0) == [(0, 10)]

@@ -1,18 +1,25 @@
 """Hub runs: branch rules, pinned commits, byte-range reads, caches and offline use.
 
 The hub's API is replaced by its recorded answer (tests/fixtures) and its file system by
-fsspec's HTTP file system against a local Range server: no network here."""
+fsspec's HTTP file system against a local Range server; and, further down, the real client
+(HfApi, HfFileSystem, transformers) talks to a fake hub on 127.0.0.1 (analysis.testing.fake_hub)
+that answers as the hub does. No network here."""
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fsspec.implementations.http import HTTPFileSystem
 from huggingface_hub.hf_api import GitRefInfo, GitRefs
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
+from analysis import activations
 from analysis.checkpoints import CheckpointError
 from analysis.checkpoints.hub import KNOWN_BAD_STEPS, SUITE_RULES, HubRun, rule_for, steps_from_branches
+from analysis.testing.fake_hub import FakeHub, point_client_at, restore_client
 from analysis.testing.http_range_server import RangeServer
 
 from .test_formats import sample_tensors, write_folder
@@ -150,3 +157,117 @@ def test_a_step0_that_is_not_the_runs_initialisation_is_left_out(tmp_path):
     assert run.steps == [1, 2, 143000] and "pythia#203" in run.left_out[0]
     kept = HubRun("EleutherAI/pythia-160m-weight-seed1", tmp_path / "b", api=RecordedApi(_refs_answer([0, 1])), known_bad={})
     assert kept.steps == [0, 1] and kept.left_out == {}
+
+
+# --- The real client (HfApi, HfFileSystem, transformers) against a fake hub on 127.0.0.1 ----
+
+NEOX = GPTNeoXConfig(vocab_size=64, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
+                     rotary_pct=0.25, use_parallel_residual=True)
+
+
+def neox_folder(folder, seed: int, kind: str, shards: int = 1):
+    """A 4-block GPT-NeoX checkpoint in Hugging Face layout: safetensors, sharded or .bin."""
+    torch.manual_seed(seed)
+    model = GPTNeoXForCausalLM(NEOX)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    write_folder(folder, state, kind, shards)
+    (folder / "config.json").write_text(NEOX.to_json_string())
+    return state
+
+
+@pytest.fixture()
+def fake_hub(tmp_path):
+    hub = FakeHub(page_size=3)  # small pages: the client must follow `Link` pagination
+    with hub:
+        old = point_client_at(hub.url)
+        try:
+            yield hub
+        finally:
+            restore_client(old)
+
+
+def matrices_of_block(ck, block):
+    return [ck.tensor_name(role, block) for role in ("qkv", "attn_out", "mlp_in", "mlp_out")]
+
+
+@pytest.mark.parametrize("kind,shards", [("safetensors", 1), ("safetensors", 2), ("bin", 1)])
+def test_real_client_reads_every_format_bit_identical_in_few_requests(fake_hub, tmp_path, kind, shards):
+    states = {s: neox_folder(tmp_path / "src" / f"step{s}", s, kind, shards) for s in (0, 1000)}
+    for s in states:
+        fake_hub.add("EleutherAI/pythia-tiny", f"step{s}", tmp_path / "src" / f"step{s}")
+    fake_hub.add("EleutherAI/pythia-tiny", "main", tmp_path / "src" / "step1000")
+    run = HubRun("EleutherAI/pythia-tiny", tmp_path / "cache")  # HfApi and HfFileSystem as in use
+    assert run.steps == [0, 1000] and run.main_commit == fake_hub.branches["EleutherAI/pythia-tiny"]["main"]
+    ck = run.checkpoint(1000)
+    names = matrices_of_block(ck, 2)
+    fake_hub.reset()
+    ck.prefetch([(role, 2) for role in ("qkv", "attn_out", "mlp_in", "mlp_out")])
+    log = fake_hub.requests()
+    for n in names:  # every tensor exactly as saved, read back from the tensor cache
+        np.testing.assert_array_equal(ck.tensor(n), states[1000][n].numpy())
+    resolves = [r for r in log if "/resolve/" in r["path"] and r["path"].endswith((".safetensors", ".bin"))]
+    cdn = [r for r in log if r["server"] == "cdn"]
+    # each range is one resolve (302) and one CDN answer; the index costs at most 2 (safetensors)
+    # or 3 (zip) of them, and one block's four matrices lie in one coalesced range
+    assert len(resolves) == len(cdn) <= (2 if kind == "safetensors" else 3) + 1 + (shards - 1) * 2
+    assert all(r["status"] == 302 for r in resolves) and all(r["status"] == 206 for r in cdn)
+    asked = sum(states[1000][n].numel() * states[1000][n].element_size() for n in names)
+    if shards == 1:  # the last range is the block's: its matrices, and the biases and norms between them
+        assert asked <= cdn[-1]["bytes"] <= asked + 64 * 1024
+    # a second Checkpoint object of the same commit reads no index, and all blocks at once
+    fake_hub.reset()
+    again = HubRun("EleutherAI/pythia-tiny", tmp_path / "cache").checkpoint(1000)
+    again.prefetch([(role, b) for role in ("qkv", "attn_out", "mlp_in", "mlp_out") for b in range(4)])
+    cdn = fake_hub.requests("cdn")
+    assert len(cdn) <= shards  # one coalesced range per file holding them, no index read
+    assert not [r for r in fake_hub.requests("hub") if "/api/" in r["path"] and "/refs" in r["path"]]  # refs cached
+    for role in ("qkv", "mlp_out"):
+        np.testing.assert_array_equal(again.matrix(role, 0), states[1000][again.tensor_name(role, 0)].numpy())
+
+
+def test_fresh_refs_cache_asks_nothing_and_an_unreachable_hub_falls_back_with_a_warning(fake_hub, tmp_path, monkeypatch):
+    neox_folder(tmp_path / "src", 0, "safetensors")
+    fake_hub.add("EleutherAI/pythia-tiny", "step0", tmp_path / "src")
+    cache = tmp_path / "cache"
+    first = HubRun("EleutherAI/pythia-tiny", cache).checkpoint(0).matrix("qkv", 1)
+    fake_hub.reset()
+    HubRun("EleutherAI/pythia-tiny", cache)
+    assert fake_hub.requests() == []  # a fresh branch list is not asked for again
+    # Hub unreachable, HF_HUB_OFFLINE unset: a fully cached read still works, and says why.
+    monkeypatch.setattr("analysis.checkpoints.hub.REFS_MAX_AGE_S", 0)
+    old = point_client_at("http://127.0.0.1:9")  # nothing listens on the discard port
+    try:
+        with pytest.warns(UserWarning, match="cannot list the repo's branches.*using the list cached"):
+            run = HubRun("EleutherAI/pythia-tiny", cache)
+        np.testing.assert_array_equal(run.checkpoint(0).matrix("qkv", 1), first)
+    finally:
+        restore_client(old)
+
+
+def test_activation_model_is_pinned_in_the_project_cache_and_asks_for_no_conversion(fake_hub, tmp_path, monkeypatch):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    monkeypatch.delenv("DISABLE_SAFETENSORS_CONVERSION", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    src = tmp_path / "src"
+    neox_folder(src, 0, "bin")  # a .bin-only revision, as many Pythia step branches are
+    tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(63)} | {"[UNK]": 63}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(src)
+    commit = fake_hub.add("EleutherAI/pythia-tiny", "step0", src)
+    fake_hub.add("EleutherAI/pythia-tiny", "main", src, commit="f" * 40)
+    run = HubRun("EleutherAI/pythia-tiny", tmp_path / "cache")
+    fake_hub.reset()
+    model, tokenize = activations.load_model(run, run.checkpoint(0))
+    for t in threading.enumerate():  # let a conversion thread, if one started, make its calls
+        if t.name == "Thread-auto_conversion":
+            t.join(timeout=30)
+    paths = [r["path"] for r in fake_hub.requests("hub")]
+    resolved = [p for p in paths if "/resolve/" in p]
+    assert resolved and all(f"/resolve/{commit}/" in p for p in resolved)  # tokenizer too: never `main`
+    # no safetensors auto-conversion: its thread asks for the repo's info and discussions
+    assert not [p for p in paths if "/discussions" in p or p.rstrip("/").endswith("/api/models/EleutherAI/pythia-tiny")]
+    assert tokenize("w1 w2 w3") == [1, 2, 3]
+    assert list((tmp_path / "cache" / "models").glob("models--EleutherAI--pythia-tiny/snapshots/*/pytorch_model.bin"))
+    assert not (tmp_path / "hf-home").exists()

@@ -66,3 +66,22 @@ def test_a_chapter_alone_fills_only_what_it_reads(corpus_cache, tmp_path):
     r.fill(results.CHAPTER_TABLES["audit"])
     kinds = {p.parent.parent.name for p in (tmp_path / "results").rglob("*.npz")}
     assert kinds == {"table"}  # the audit table only: no spectra solved
+
+
+@pytest.mark.slow
+def test_depth_steps_read_every_block_only_there_and_the_middle_block_everywhere(corpus_cache, tmp_path):
+    import os
+
+    os.environ["ANALYSIS_CACHE_DIR"] = str(fresh_cache(corpus_cache, tmp_path))
+    try:
+        cfg = config.load(root=ROOT, profile="smoke")
+    finally:
+        os.environ.pop("ANALYSIS_CACHE_DIR")
+    r = results.Results({**cfg, "depth_steps": 3})
+    steps = r.steps[r.reference]
+    deep = r.depth_steps[r.reference]
+    assert len(deep) == 3 and deep[0] == steps[0] and deep[-1] == steps[-1]
+    read = {(x["step"], x["block"]) for x in r.spectra if x["run"] == r.reference}
+    assert read == {(s, b) for s in steps for b in (range(r.n_layers) if s in deep else [r.block])}
+    assert {x["step"] for x in r.records(block="all")} == set(deep)
+    assert set(r.verdicts.claim) == {1, 2, 3, 4}  # every claim still judged

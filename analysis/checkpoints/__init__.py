@@ -13,7 +13,7 @@ from . import formats
 from .checkpoint import Checkpoint, CheckpointError
 from .errors import TransientError, is_transient
 from .folder import Run
-from .suite import describe, first_readable, open_runs, select_steps
+from .suite import depth_steps, describe, first_readable, open_runs, select_steps
 
-__all__ = ["Checkpoint", "CheckpointError", "Run", "TransientError", "describe", "first_readable", "formats", "is_transient", "open_runs",
-           "select_steps"]
+__all__ = ["Checkpoint", "CheckpointError", "Run", "TransientError", "depth_steps", "describe", "first_readable", "formats",
+           "is_transient", "open_runs", "select_steps"]

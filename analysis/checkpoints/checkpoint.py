@@ -7,6 +7,7 @@ are read by byte range (formats.py) and matrices by role (architectures.py).
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 import fsspec
@@ -18,6 +19,11 @@ from . import formats
 from .errors import CheckpointError, TransientError, is_transient  # noqa: F401  (re-exported: raised here)
 from .tensor_cache import offline
 
+
+# Concurrent range requests per checkpoint file (each a hub redirect plus a CDN answer); and
+# the most bytes held in memory by one batch of coalesced reads.
+FETCH_WORKERS = 8
+BATCH_BYTES = 1 << 29
 
 # Preferred first: safetensors over pickles, a single file over shards.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -198,52 +204,121 @@ class Checkpoint:
             return hashes[0]
         return hashlib.sha256("".join(hashes).encode()).hexdigest()
 
-    def _index(self, name: str) -> dict:
-        if name not in self._indexes:
-            path = self._path(name)
-            try:
-                size = self.fs.size(path)
-            except FileNotFoundError:
-                raise CheckpointError(f"{path}: shard named by {self.weights_file} does not exist") from None
+    def _fetcher(self, name: str):
+        """fetch(ranges) -> [bytes] for one file: remote ranges run concurrently, each one
+        Range request on a file opened without read-ahead."""
+        path = self._path(name)
+
+        def one(r):
             with self._open(name) as f:
+                f.seek(r[0])
+                data = f.read(r[1] - r[0])
+            formats.count_read(len(data))
+            return data
+
+        def fetch(ranges):
+            if not self._remote or len(ranges) == 1:
+                return [one(r) for r in ranges]
+            with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(ranges)), thread_name_prefix=f"fetch {path}") as pool:
+                return list(pool.map(one, ranges))
+
+        return fetch
+
+    def _size(self, name: str) -> int:
+        path = self._path(name)
+        try:
+            return self.fs.size(path)
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: shard named by {self.weights_file} does not exist") from None
+
+    def _index(self, name: str) -> dict:
+        """{tensor: TensorInfo} of one weights file, kept with the checkpoint's metadata (so
+        read once per repo and commit) together with the file's size."""
+        if name not in self._indexes:
+            def read():
+                size = self._size(name)
                 try:
-                    self._indexes[name] = formats.index(f, size, name, path)
+                    infos = formats.index(self._fetcher(name), size, name, self._path(name))
                 except formats.FormatError as e:
                     raise CheckpointError(str(e)) from e
-        return self._indexes[name]
+                return {"size": size, "tensors": [i.to_json() for i in infos.values()]}
+
+            got = self._memo(f"index:{name}", read)
+            self._indexes[name] = ({row[0]: formats.TensorInfo.from_json(row) for row in got["tensors"]}, got["size"])
+        return self._indexes[name][0]
 
     def tensor_names(self) -> list[str]:
         return sorted(self.weight_map)
 
     def tensor(self, name: str) -> np.ndarray:
-        try:
-            if self.tensor_cache is not None and self.cache_id:
-                return self.tensor_cache.get_or_read(self.cache_id, name, lambda: self._read(name))
-            return self._read(name)
-        except OSError as e:
-            raise _os_error(e, f"{self.folder}: reading tensor {name!r}") from e
+        return self.tensors([name])[name]
 
-    def _read(self, name: str) -> np.ndarray:
-        if name not in self.weight_map:
-            raise CheckpointError(f"{self._path(self.weights_file)}: no tensor named {name!r}")
-        file = self.weight_map[name]
-        info = self._index(file).get(name)
-        if info is None:
-            raise CheckpointError(f"{self._path(file)}: no tensor named {name!r} (the shard index says it is there)")
-        with self._open(file) as f:
-            try:
-                return formats.read_tensor(f, info, self._path(file))
-            except formats.FormatError as e:
-                raise CheckpointError(str(e)) from e
+    def tensors(self, names) -> dict[str, np.ndarray]:
+        """{name: array}: cached ones from the tensor cache, the others read together, file by
+        file, in coalesced concurrent ranges (and then cached)."""
+        names = list(dict.fromkeys(names))
+        try:
+            return self._tensors(names)
+        except OSError as e:
+            raise _os_error(e, f"{self.folder}: reading tensor{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))}") from e
+
+    def _tensors(self, names: list[str]) -> dict[str, np.ndarray]:
+        out, missing = {}, []
+        for name in names:
+            path = self.tensor_cache.path(self.cache_id, name) if self._memoised else None
+            if path is not None and path.is_file():
+                out[name] = np.load(path)
+            else:
+                missing.append(name)
+        if missing and self._memoised and offline():
+            raise TransientError(f"HF_HUB_OFFLINE is set and tensor {missing[0]!r} of {self.cache_id} is not in the "
+                                  f"local cache ({self.tensor_cache.path(self.cache_id, missing[0])}); run once with "
+                                  "network access to fetch it")
+        for name in missing:
+            if name not in self.weight_map:
+                raise CheckpointError(f"{self._path(self.weights_file)}: no tensor named {name!r}")
+        by_file = {}
+        for name in missing:
+            by_file.setdefault(self.weight_map[name], []).append(name)
+        for file, group in by_file.items():
+            index = self._index(file)
+            lost = [n for n in group if n not in index]
+            if lost:
+                raise CheckpointError(f"{self._path(file)}: no tensor named {lost[0]!r} (the shard index says it is there)")
+            infos = sorted((index[n] for n in group), key=lambda i: (i.header or 0, i.start))
+            size = self._indexes[file][1]
+            batch, held = [], 0
+            for info in infos + [None]:
+                if info is None or (batch and held + info.end - info.start > BATCH_BYTES):
+                    try:
+                        read = formats.read_tensors(self._fetcher(file), batch, size, self._path(file))
+                    except formats.FormatError as e:
+                        raise CheckpointError(str(e)) from e
+                    for n, value in read.items():
+                        if self._memoised:
+                            self.tensor_cache.put(self.cache_id, n, value)
+                        out[n] = value
+                    batch, held = [], 0
+                if info is not None:
+                    batch.append(info)
+                    held += info.end - info.start
+        return out
 
     def tensor_name(self, role: str, block: int) -> str:
         return architectures.tensor_name(self.architecture, role, block, self.n_layers)
+
+    def prefetch(self, pairs) -> None:
+        """Read the matrices of [(role, block)] together (coalesced, concurrent) into the
+        tensor cache, so that `matrix` then finds them there."""
+        if self._memoised:
+            self.tensors([n for r, b in pairs for n in architectures.tensor_names(self.architecture, r, b, self.n_layers)])
 
     def matrix(self, role: str, block: int) -> np.ndarray:
         """w: (out, in) for a role of a block (several tensors stacked as rows, e.g. Llama's
         q, k and v projections)."""
         names = architectures.tensor_names(self.architecture, role, block, self.n_layers)
-        parts = [self.tensor(n) for n in names]
+        got = self.tensors(names)
+        parts = [got[n] for n in names]
         for name, part in zip(names, parts):
             why = defect(part)
             if why:  # refused here, so no spectrum, measure or cache record is ever made from it

@@ -3,11 +3,15 @@
 fsspec, e.g. huggingface_hub's HfFileSystem, whose reads are HTTP Range requests).
 
 Only the index (safetensors' JSON header, or the zip directory plus `data.pkl`) and the
-requested tensors' bytes are read. `.bin` pickles go through a restricted unpickler that
+requested tensors' bytes are read, in few requests: a file is read through a `fetch(ranges)
+-> [bytes]` function (the caller's; remote ones run ranges concurrently), the index in one or
+two speculative reads (`SparseFile`), and the tensors asked for together in coalesced ranges
+(`read_tensors`); a zip member's local header comes with its data, so it costs no request. `.bin` pickles go through a restricted unpickler that
 imports nothing outside an allow-list and executes nothing: it only records where each
 tensor's bytes are.
 """
 
+import bisect
 import io
 import json
 import math
@@ -37,13 +41,37 @@ TORCH_STORAGES = {"FloatStorage": ("F32", 4), "HalfStorage": ("F16", 2), "BFloat
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """Where one tensor's bytes are: [start, end) in the file, its dtype and shape."""
+    """Where one tensor's bytes are: [start, end) in the file, its dtype and shape. In a zip,
+    `header` is its member's local header offset and [start, end) count from the member's
+    data, which begins after that header (its length is known only once it is read)."""
 
     name: str
     dtype: str  # safetensors dtype name
     shape: tuple
     start: int
     end: int
+    header: int | None = None
+
+    def to_json(self) -> list:
+        return [self.name, self.dtype, list(self.shape), self.start, self.end, self.header]
+
+    @classmethod
+    def from_json(cls, row: list) -> "TensorInfo":
+        name, dtype, shape, start, end, header = row
+        return cls(name, dtype, tuple(shape), start, end, header)
+
+
+# Speculative first reads (at most these, and 1/64 of a small file): a safetensors header
+# (pythia-1b's is ~30 kB), a zip's tail with its central directory. A miss costs one more read.
+HEAD_GUESS = 1 << 17
+TAIL_GUESS = 1 << 17
+# A zip local header is 30 bytes, the member name and an extra field that torch uses to align
+# data to 64 bytes (up to 67 bytes, plus 20 for zip64): read this much past the name with it.
+LOCAL_EXTRA_GUESS = 128
+LOCAL_NAME_GUESS = 256  # torch's member names are short ("archive/data/123"); a longer one costs a read
+ZIP_LOCAL_SIGNATURE = b"PK\x03\x04"
+# Tensors closer than this in the file are read as one range: a gap costs less than a request.
+MAX_GAP = 1 << 18
 
 
 _BYTES_READ = [0]  # process-wide count, for progress bars
@@ -54,10 +82,71 @@ def bytes_read() -> int:
     return _BYTES_READ[0]
 
 
+def count_read(n: int) -> None:
+    """Fetch functions report the bytes they moved here."""
+    _BYTES_READ[0] += n
+
+
+class SparseFile(io.RawIOBase):
+    """A read-only file of `size` bytes whose contents come from `fetch(ranges) -> [bytes]`
+    and are kept once fetched, so that parsers (zipfile, the safetensors header) read it as a
+    file while what moves is a few large ranges: `prefetch` what they will read, and a read
+    outside it fetches at least `min_read` bytes from there."""
+
+    def __init__(self, fetch, size: int, min_read: int = 1 << 16):
+        super().__init__()
+        self.fetch, self.size, self.min_read = fetch, size, min_read
+        self.parts, self.pos, self.fetches = [], 0, 0  # parts: [(start, bytes)]
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self.pos
+
+    def seek(self, offset, whence=0):
+        self.pos = {0: 0, 1: self.pos, 2: self.size}[whence] + offset
+        return self.pos
+
+    def prefetch(self, ranges) -> None:
+        ranges = [(max(0, a), min(self.size, b)) for a, b in ranges]
+        ranges = [(a, b) for a, b in ranges if a < b and self._part(a, b) is None]
+        if ranges:
+            self.fetches += 1
+            self.parts += [(a, d) for (a, _), d in zip(ranges, self.fetch(ranges))]
+
+    def _part(self, a, b):
+        for start, data in self.parts:
+            if start <= a and b <= start + len(data):
+                return start, data
+        return None
+
+    def read(self, n=-1):
+        a = min(self.pos, self.size)
+        b = self.size if n is None or n < 0 else min(self.size, a + n)
+        if a >= b:
+            return b""
+        if self._part(a, b) is None:
+            self.prefetch([(a, max(b, a + self.min_read))])
+        found = self._part(a, b)
+        if found is None:  # the fetch came back short: the file is shorter than it says
+            return b""
+        start, data = found
+        self.pos = b
+        return data[a - start:b - start]
+
+    def readinto(self, buf):
+        data = self.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+
 def read_exact(f, start: int, length: int, where: str) -> bytes:
     f.seek(start)
     data = f.read(length)
-    _BYTES_READ[0] += len(data)
     if len(data) != length:
         raise FormatError(f"{where}: file ends at byte {start + len(data)}, expected {length} bytes from {start} (truncated?)")
     return data
@@ -226,6 +315,10 @@ def torch_zip_index(f, where: str) -> dict[str, TensorInfo]:
     if not pkl:
         raise FormatError(f"{where}: zip archive has no data.pkl (not a PyTorch checkpoint)")
     prefix = pkl[0][: -len("data.pkl")]
+    if isinstance(f, SparseFile):  # data.pkl with its local header, in one read if not yet there
+        p = zf.getinfo(pkl[0])
+        f.prefetch([(p.header_offset, p.header_offset + 30 + len(p.orig_filename.encode()) + LOCAL_EXTRA_GUESS
+                     + p.compress_size)])
     try:
         state = RestrictedUnpickler(zf.read(pkl[0]), where).load()
     except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError, KeyError) as e:
@@ -245,26 +338,79 @@ def torch_zip_index(f, where: str) -> dict[str, TensorInfo]:
             raise FormatError(f"{where}: member {member!r} is compressed; only stored members can be read by range")
         if ref.stride != _contiguous_stride(ref.shape):
             raise FormatError(f"{where}: tensor {name!r} is not contiguous (stride {ref.stride}); re-save it contiguous")
-        local = read_exact(f, info.header_offset, 30, where)
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-        data_start = info.header_offset + 30 + name_len + extra_len
+        # The local header's length is read with the tensor (read_tensors), not here: one
+        # request per tensor would make the index cost grow with the tensor count.
         itemsize = SAFETENSORS_DTYPES[ref.storage.dtype].itemsize
-        start = data_start + ref.offset * itemsize
+        start = ref.offset * itemsize
         end = start + _nbytes(ref.storage.dtype, ref.shape)
-        if end > data_start + info.file_size:
+        if end > info.file_size:
             raise FormatError(f"{where}: tensor {name!r} runs past the end of its storage {member!r}")
-        infos[name] = TensorInfo(name, ref.storage.dtype, ref.shape, start, end)
+        infos[name] = TensorInfo(name, ref.storage.dtype, ref.shape, start, end, header=info.header_offset)
     return infos
 
 
-def index(f, size: int, filename: str, where: str) -> dict[str, TensorInfo]:
-    """The tensor index of a safetensors (.safetensors) or PyTorch zip (.bin, .pt) file."""
+def index(fetch, size: int, filename: str, where: str) -> dict[str, TensorInfo]:
+    """The tensor index of a safetensors (.safetensors) or PyTorch zip (.bin, .pt) file of
+    `size` bytes, read through `fetch`: safetensors in at most 2 reads, a zip in at most 3
+    (its tail, the rest of the central directory if the tail missed some, data.pkl)."""
+    f = SparseFile(fetch, size)
+    guess = max(1024, min(HEAD_GUESS, size // 64))  # small files: no need to read most of them
     if filename.endswith(".safetensors"):
+        f.prefetch([(0, guess)])
         return safetensors_index(f, size, where)
     if filename.endswith((".bin", ".pt", ".pth")):
+        f.prefetch([(size - min(TAIL_GUESS, guess), size)])
         return torch_zip_index(f, where)
     raise FormatError(f"{where}: unknown checkpoint format (expected .safetensors or .bin)")
 
 
-def read_tensor(f, info: TensorInfo, where: str) -> np.ndarray:
-    return decode(read_exact(f, info.start, info.end - info.start, where), info.dtype, info.shape)
+def _span(info: TensorInfo) -> tuple[int, int]:
+    """Bytes to read for a tensor: its own, or in a zip from its member's local header on,
+    with room for the header's name and extra field."""
+    if info.header is None:
+        return info.start, info.end
+    return info.header, info.header + 30 + LOCAL_NAME_GUESS + LOCAL_EXTRA_GUESS + info.end
+
+
+def coalesce(spans, max_gap: int = MAX_GAP) -> list[tuple[int, int]]:
+    """Sorted [start, end) ranges merged where they overlap or lie within `max_gap` bytes."""
+    out = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1] + max_gap:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def read_tensors(fetch, infos: list[TensorInfo], size: int, where: str, max_gap: int = MAX_GAP) -> dict[str, np.ndarray]:
+    """{name: array} for tensors of one file of `size` bytes: their byte ranges coalesced
+    (neighbours within `max_gap` become one range) and fetched in one call, which may run
+    them concurrently. A zip member's local header is parsed out of the same range."""
+    spans = {i.name: (lo, min(hi, size)) for i in infos for lo, hi in [_span(i)]}
+    ranges = coalesce(spans.values(), max_gap)
+    data = fetch(ranges)
+    starts = [a for a, _ in ranges]
+    out = {}
+    for info in infos:
+        lo, _ = spans[info.name]
+        k = bisect.bisect_right(starts, lo) - 1
+        base, buf = ranges[k][0], data[k]
+        start, end = info.start, info.end
+        if info.header is not None:
+            local = buf[lo - base:lo - base + 30]
+            if len(local) < 30 or local[:4] != ZIP_LOCAL_SIGNATURE:
+                raise FormatError(f"{where}: no zip local header at byte {info.header} for tensor {info.name!r}")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            data_start = info.header + 30 + name_len + extra_len
+            start, end = data_start + start, data_start + end
+        raw = buf[start - base:end - base]
+        if len(raw) < end - start and base + len(buf) >= min(size, spans[info.name][1]):
+            # a header longer than guessed: fetch the rest of this tensor
+            got = max(0, base + len(buf) - start)
+            raw = raw + fetch([(start + got, end)])[0]
+        if len(raw) != end - start:
+            raise FormatError(f"{where}: file ends at byte {start + len(raw)}, expected {end - start} bytes from "
+                              f"{start} for tensor {info.name!r} (truncated?)")
+        out[info.name] = decode(raw, info.dtype, info.shape)
+    return out

@@ -8,6 +8,8 @@ reads are HTTP Range requests.
 
 import json
 import re
+import time
+import warnings
 from pathlib import Path
 
 from ..files import atomic_path
@@ -38,6 +40,11 @@ KNOWN_BAD_STEPS = {
 }
 
 
+# A cached branch list younger than this is used without asking the hub (every command opens
+# every run); an older one is refreshed, and used with a warning when the hub cannot be reached.
+REFS_MAX_AGE_S = 24 * 3600
+
+
 def rule_for(repo: str) -> str:
     return SUITE_RULES[ORG_RULES.get(repo.split("/")[0], "pythia")]
 
@@ -64,7 +71,10 @@ class HubRun:
         # Where a (repo, commit) lives on the file system; HfFileSystem's "repo@revision".
         self.path_for = path_for or (lambda repo, commit: f"{repo}@{commit}")
         self.tensor_cache = TensorCache(self.cache_dir)
-        self.branches = steps_from_branches(self._refs(), self.rule)
+        refs = self._refs()
+        # main's commit: where files a step branch lacks (a tokenizer) are read from, pinned.
+        self.main_commit = next((b["target_commit"] for b in refs if b["name"] == "main"), None)
+        self.branches = steps_from_branches(refs, self.rule)
         if not self.branches:
             raise CheckpointError(f"{repo}: no branch matches the revision rule {self.rule!r}")
         bad = {r.lower(): steps for r, steps in (KNOWN_BAD_STEPS if known_bad is None else known_bad).items()}
@@ -96,17 +106,29 @@ class HubRun:
         return self.cache_dir / "hub" / self.repo.replace("/", "--") / "refs.json"
 
     def _refs(self) -> list[dict]:
-        """The repo's branches, from the hub (then cached) or, offline, from the cache."""
+        """The repo's branches: from the cache when it is younger than REFS_MAX_AGE_S or
+        HF_HUB_OFFLINE is set, else from the hub (then cached); a stale cache is used, with a
+        warning, when the hub cannot be reached."""
         path = self._refs_path()
+        cached = json.loads(path.read_text()) if path.is_file() else None
         if offline():
-            if not path.is_file():
+            if cached is None:
                 raise TransientError(f"HF_HUB_OFFLINE is set and the branches of {self.repo} were never cached "
                                       f"({path}); run once with network access")
-            return json.loads(path.read_text())
+            return cached
+        age = time.time() - path.stat().st_mtime if cached is not None else None
+        if age is not None and 0 <= age < REFS_MAX_AGE_S:
+            return cached
         try:
             refs = self.api.list_repo_refs(self.repo)
         except Exception as e:  # network, auth, missing repo: all mean "cannot list the run"
-            raise TransientError(f"{self.repo}: cannot list the repo's branches on the hub ({type(e).__name__}: {e})") from e
+            if cached is not None:
+                warnings.warn(f"{self.repo}: cannot list the repo's branches on the hub ({type(e).__name__}: {e}); "
+                              f"using the list cached {age / 3600:.0f} h ago ({path}). Set HF_HUB_OFFLINE=1 to work "
+                              "from the cache without asking the hub", stacklevel=2)
+                return cached
+            raise TransientError(f"{self.repo}: cannot list the repo's branches on the hub ({type(e).__name__}: {e}); "
+                                 "nothing is cached for it yet, so it needs network access once") from e
         branches = [{"name": b.name, "target_commit": b.target_commit} for b in refs.branches]
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(branches, indent=1))

@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import numpy as np
+
 from .. import config
 from .checkpoint import CheckpointError
 from .errors import is_transient
@@ -65,6 +67,31 @@ def first_readable(run):
             errors.append(f"step {step}: {e}")
     raise CheckpointError(f"run {run.name!r}: no step has a readable checkpoint ({errors[0]}"
                           f"{f'; and {len(errors) - 1} more' if len(errors) > 1 else ''})")
+
+
+def log_spaced(steps: list[int], n: int) -> list[int]:
+    """Up to n of `steps` spread evenly in log(step): the first and last always, then the
+    step nearest each of n - 2 log-spaced points between (step 0 counts as step 1)."""
+    steps = sorted(steps)
+    if len(steps) <= n:
+        return steps
+    logs = np.log(np.maximum(steps, 1))
+    targets = np.linspace(logs[0], logs[-1], n)[1:-1]
+    picks = {0, len(steps) - 1} | {int(np.abs(logs - t).argmin()) for t in targets}
+    return [steps[i] for i in sorted(picks)]
+
+
+def depth_steps(setting, suite: str, steps: list[int]) -> list[int]:
+    """Which of the analysed `steps` read every block (`depth_steps` setting); always
+    includes the last analysed step, where the depth trends are judged."""
+    if setting == "all" or (setting == "auto" and suite != "hub"):
+        return list(steps)
+    if setting == "auto" or isinstance(setting, int):
+        return log_spaced(steps, 12 if setting == "auto" else setting)
+    missing = [s for s in setting if s not in steps]
+    if missing:
+        raise CheckpointError(f"analysis.depth_steps: step(s) {missing} are not among the analysed steps {steps}")
+    return sorted(set(setting) | {steps[-1]})
 
 
 def describe(cfg: dict) -> list[dict]:

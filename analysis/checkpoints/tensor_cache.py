@@ -39,10 +39,13 @@ class TensorCache:
             raise TransientError(f"HF_HUB_OFFLINE is set and tensor {name!r} of {cache_id} is not in the "
                                   f"local cache ({path}); run once with network access to fetch it")
         value = read()
-        with atomic_path(path) as tmp:
+        self.put(cache_id, name, value)
+        return value
+
+    def put(self, cache_id: str, name: str, value: np.ndarray) -> None:
+        with atomic_path(self.path(cache_id, name)) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, value)
-        return value
 
     def _meta_path(self, cache_id: str) -> Path:
         return self.root / hashlib.sha256(cache_id.encode()).hexdigest()[:24] / "meta.json"
