@@ -13,6 +13,7 @@ left out, never loaded.
 """
 
 import argparse
+import gzip
 import hashlib
 import io
 import itertools
@@ -133,8 +134,11 @@ def write(table: pd.DataFrame, prov: dict, licence: bytes, out: Path) -> None:
     from analysis.files import atomic_path
 
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "stats.csv.gz") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.17g", compression={"method": "gzip", "mtime": 0})
+    text = table.to_csv(index=False, float_format="%.17g").encode()
+    with atomic_path(out / "stats.csv.gz") as tmp, open(tmp, "wb") as f:
+        # No timestamp and a fixed inner name: gzip would otherwise record the temporary file's.
+        with gzip.GzipFile(filename="stats.csv", mode="wb", fileobj=f, mtime=0) as z:
+            z.write(text)
     with atomic_path(out / "provenance.json") as tmp:
         tmp.write_text(json.dumps(prov, indent=1) + "\n")
     with atomic_path(out / "LICENSE") as tmp:
