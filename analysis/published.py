@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.stats
+
+from .weight_stats import tail_ratio as _tail_ratio
 
 FOLDER = Path(__file__).parent / "data" / "pythia_published"
 # The study's size names are Pythia's names before the suite's renaming in early 2023 (the
@@ -35,6 +36,13 @@ NORM_TOLERANCE = 1e-3  # relative: the statistics come from float16 weights
 INIT_RANGE = (0.75, 1.5)  # first checkpoint's std over the documented init (1000 steps in, not step 0)
 
 
+def size_of(run: str) -> str | None:
+    """The study's size name for a hub run of one of the five sizes (either data: the
+    files do not say whether they are of the standard or the deduplicated runs), else None."""
+    name = run.rsplit("/", 1)[-1].removesuffix("-deduped")
+    return next((s for s, (hub, _, _) in SIZES.items() if hub == name), None)
+
+
 def shape(size: str, role: str) -> tuple[int, int]:
     """w: (out, in) of a role in a GPT-NeoX block of width d (MLP 4d wide)."""
     d = SIZES[size][2]
@@ -47,12 +55,6 @@ def init_std(size: str, role: str) -> float:
     sqrt(2 / (5 d)) for the input projections, wang_init 2 / (L sqrt(d)) for the output ones."""
     _, layers, d = SIZES[size]
     return 2 / (layers * np.sqrt(d)) if role in OUTPUT_ROLES else float(np.sqrt(2 / (5 * d)))
-
-
-def gaussian_max(n: int) -> float:
-    """Median of the largest of n standard normal values, Φ⁻¹(0.5^(1/n)): the tail proxy's
-    Gaussian reference."""
-    return float(scipy.stats.norm.isf(-np.expm1(np.log(0.5) / n)))
 
 
 @cache
@@ -163,14 +165,21 @@ def usable(table: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
     return table[~keys.isin(pd.MultiIndex.from_frame(failed))].reset_index(drop=True)
 
 
+def with_n(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with each matrix's entry count n (from its size and role)."""
+    n = {(s, r): int(np.prod(shape(s, r))) for s in SIZES for r in ("qkv", "attn_out", "mlp_in", "mlp_out")}
+    return table.assign(n=[n[k] for k in zip(table["size"], table["role"])])
+
+
 def tail_ratio(table: pd.DataFrame) -> pd.DataFrame:
-    """The tail proxy per (size, role, step, block): (max − mean) / std over the median
-    largest of n Gaussian values (1: as extreme as a Gaussian matrix's largest entry; more:
-    heavier upper tail). -> (size, role, step, block, value)"""
-    out = []
-    for (size, role), g in table.groupby(["size", "role"], sort=False):
-        s = {k: wide(g, size, role, k) for k in ("std", "mean", "max")}
-        z = (s["max"] - s["mean"]) / s["std"] / gaussian_max(int(np.prod(shape(size, role))))
-        long = z.stack().rename("value").reset_index()
-        out.append(long.assign(size=size, role=role))
-    return pd.concat(out, ignore_index=True)[["size", "role", "step", "block", "value"]]
+    """weight_stats.tail_ratio of every published matrix. -> (size, role, step, block, value)"""
+    return _tail_ratio(with_n(table), ["size", "role", "step", "block"])
+
+
+def norms(table: pd.DataFrame) -> pd.DataFrame:
+    """Frobenius norm per matrix from its std and mean, √(n (std² + mean²)) (the published
+    norm files fail the audit for every size but 19m). -> (size, role, step, block, value)"""
+    t = with_n(table[table["statistic"].isin(["std", "mean"])])
+    w = t.pivot_table(index=["size", "role", "step", "block", "n"], columns="statistic", values="value").reset_index()
+    w["value"] = np.sqrt(w["n"] * (w["std"] ** 2 + w["mean"] ** 2))
+    return w[["size", "role", "step", "block", "value"]]

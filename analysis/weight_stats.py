@@ -8,6 +8,7 @@ rounding when both read the same weights.
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 
 STATISTICS = ("std", "mean", "max", "norm")
 # Rounding every entry to float16 moves std, max and norm by at most 2^-11 relative and the
@@ -62,3 +63,21 @@ def compare(ours: pd.DataFrame, published: pd.DataFrame, tolerance: float = TOLE
 def mismatched_steps(comparison: pd.DataFrame) -> list[int]:
     """Steps with at least one statistic outside the tolerance."""
     return sorted(int(s) for s in comparison.loc[~comparison["agrees"], "step"].unique())
+
+
+def gaussian_max(n: int) -> float:
+    """Median of the largest of n standard normal values, Φ⁻¹(0.5^(1/n)): the tail proxy's
+    Gaussian reference."""
+    return float(scipy.stats.norm.isf(-np.expm1(np.log(0.5) / n)))
+
+
+def tail_ratio(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The tail proxy per matrix: (max − mean) / std of its entries over the median largest
+    of n Gaussian values (1: as extreme as a Gaussian matrix's largest entry; above: a
+    heavier upper tail). table: (*keys, statistic, value, n) with std, mean and max per
+    matrix. -> (*keys, value)"""
+    w = table[table["statistic"].isin(["std", "mean", "max"])].pivot_table(
+        index=keys + ["n"], columns="statistic", values="value").reset_index()
+    ref = np.array([gaussian_max(int(n)) for n in w["n"]])
+    w["value"] = (w["max"] - w["mean"]) / w["std"] / ref
+    return w[keys + ["value"]]

@@ -75,7 +75,7 @@ def test_audit_catches_a_std_that_is_not_positive_and_a_copied_file():
 def test_gaussian_max_matches_simulation():
     rng = np.random.default_rng(0)
     sims = rng.standard_normal((400, 5000)).max(axis=1)
-    assert abs(np.median(sims) - published.gaussian_max(5000)) < 0.05
+    assert abs(np.median(sims) - weight_stats.gaussian_max(5000)) < 0.05
 
 
 @pytest.fixture(scope="module")
