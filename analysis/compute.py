@@ -230,7 +230,26 @@ def _published_fidelity(r):
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
-TABLES.update({
+def _published_std(r):
+    """Entry std per matrix over its initial std: Pythia's over the documented init (its
+    first published row is 1000 steps in), this build's runs over their own first
+    checkpoint (reference and replicas averaged, as for the tail proxy).
+    -> (model, role, step, block, value)"""
+    pub = _published_usable(r)
+    pub = pub[pub["statistic"] == "std"].copy()
+    pub["value"] = pub["value"] / [published.init_std(s, role) for s, role in zip(pub["size"], pub["role"])]
+    pub["model"] = pub["size"].map(lambda s: published.SIZES[s][0])
+    runs = [r.reference, *r.of_role("replica")]
+    own = r.weight_stats[r.weight_stats.run.isin(runs) & (r.weight_stats.statistic == "std")].copy()
+    first = own[own.step == own.groupby("run")["step"].transform("min")].set_index(["run", "block", "role"])["value"]
+    own["value"] = own["value"].to_numpy() / first.reindex(pd.MultiIndex.from_frame(own[["run", "block", "role"]])).to_numpy()
+    own = own.groupby(["role", "step", "block"], sort=False)["value"].mean().reset_index()
+    own["model"] = f"this build: {'+'.join(runs)}"
+    cols = ["model", "role", "step", "block", "value"]
+    return pd.concat([pub[cols], own[cols]], ignore_index=True)
+
+
+TABLES.update({"published_std": _published_std,
     "published_audit": _published_audit, "weight_stats": _weight_stats, "published_tail": _published_tail,
     "published_verdicts": _published_verdicts, "published_slopes": _published_slopes,
     "published_phase": _published_phase, "published_fidelity": _published_fidelity,

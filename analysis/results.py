@@ -31,7 +31,7 @@ CHAPTER_TABLES = {
     "methods": ("qkv_parts", "baselines_vs_mp", "draws", "toy_fit"),
     "audit": ("audit", "published_audit", "published_fidelity"),
     "pythia-published": ("published_audit", "weight_stats", "published_tail", "published_verdicts",
-                         "published_slopes", "published_phase", "published_fidelity"),
+                         "published_slopes", "published_phase", "published_fidelity", "published_std"),
 }
 # Settings that do not change any number (where and how it is computed).
 NOT_RESULTS = ("cache_dir", "root", "profiles", "backend", "memory", "figures")
