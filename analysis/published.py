@@ -183,3 +183,16 @@ def norms(table: pd.DataFrame) -> pd.DataFrame:
     w = t.pivot_table(index=["size", "role", "step", "block", "n"], columns="statistic", values="value").reset_index()
     w["value"] = np.sqrt(w["n"] * (w["std"] ** 2 + w["mean"] ** 2))
     return w[["size", "role", "step", "block", "value"]]
+
+
+def first_row_deviation(table: pd.DataFrame) -> pd.DataFrame:
+    """The first published row's std against the documented init per (size, role): the
+    ratio (mean over blocks) and the largest block's deviation in standard errors of a
+    freshly drawn matrix's std (1 / √(2n) relative): many standard errors off means the
+    row is not the initialisation. -> (size, role, ratio, max_z)"""
+    rows = []
+    for (size, role), g in table[table["statistic"] == "std"].groupby(["size", "role"], sort=False):
+        first = g[g["step"] == g["step"].min()]["value"].to_numpy() / init_std(size, role)
+        se = 1 / np.sqrt(2 * np.prod(shape(size, role)))
+        rows.append({"size": size, "role": role, "ratio": float(first.mean()), "max_z": float(np.abs(first - 1).max() / se)})
+    return pd.DataFrame(rows)

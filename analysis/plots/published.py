@@ -47,8 +47,8 @@ def by_depth(table: pd.DataFrame, ylabel: str, log: bool = False, reference: flo
     `reference`: a horizontal line (e.g. 1: Gaussian, or the initial value). -> Figure"""
     last = table[table["step"] == table.groupby("model")["step"].transform("max")]
     styles = _model_styles(list(dict.fromkeys(last["model"])))
-    fig, axes = style.figure(1, len(ROLES), width=10.0, height=3.4, sharex=True)
-    for ax, role in zip(axes[0], ROLES):
+    fig, axes = style.figure(2, 2, width=8.0, height=6.4, sharex=True)
+    for ax, role in zip(axes.ravel(), ROLES):
         for model, s in styles.items():
             g = last[(last["model"] == model) & (last["role"] == role)].groupby("block", as_index=False)["value"].mean()
             ax.plot(_relative(g), g["value"], marker="o", markersize=2.5, linewidth=1.2, **s)
@@ -57,9 +57,11 @@ def by_depth(table: pd.DataFrame, ylabel: str, log: bool = False, reference: flo
         if log:
             _log_axis(ax)
         ax.set_title(style.ROLE_LABELS[role], fontsize="small")
-        ax.set_xlabel("relative depth (first block 0, last 1)", fontsize="x-small")
         ax.tick_params(labelsize="x-small")
-    axes[0, 0].set_ylabel(ylabel, fontsize="small")
+    for ax in axes[1]:
+        ax.set_xlabel("relative depth (first block 0, last 1)", fontsize="small")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize="small")
     _legend(fig, styles, "each model at its last checkpoint")
     return fig
 
@@ -69,8 +71,8 @@ def slopes_through_training(slopes: pd.DataFrame):
     against the share of each model's training, with its t interval shaded; 0: no trend.
     -> Figure"""
     styles = _model_styles(list(dict.fromkeys(slopes["model"])))
-    fig, axes = style.figure(1, len(ROLES), width=10.0, height=3.4, sharex=True)
-    for ax, role in zip(axes[0], ROLES):
+    fig, axes = style.figure(2, 2, width=8.0, height=6.4, sharex=True)
+    for ax, role in zip(axes.ravel(), ROLES):
         for model, s in styles.items():
             g = slopes[(slopes["model"] == model) & (slopes["role"] == role)].sort_values("step")
             share = g["step"] / g["step"].max()
@@ -81,9 +83,11 @@ def slopes_through_training(slopes: pd.DataFrame):
         pad = 0.5 * max(float(np.ptp(lines)), 0.1)
         ax.set_ylim(float(lines.min()) - pad, float(lines.max()) + pad)  # bands of few blocks run far off
         ax.set_title(style.ROLE_LABELS[role], fontsize="small")
-        ax.set_xlabel("share of training (step / last step)", fontsize="x-small")
         ax.tick_params(labelsize="x-small")
-    axes[0, 0].set_ylabel("slope of tail ratio over relative depth", fontsize="small")
+    for ax in axes[1]:
+        ax.set_xlabel("share of training (step / last step)", fontsize="small")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("slope of tail ratio over depth", fontsize="small")
     _legend(fig, styles, "shaded: the slope's t interval over blocks")
     return fig
 
@@ -140,3 +144,23 @@ def scaling(std: pd.DataFrame, tail: pd.DataFrame, models: list[str]):
         ax.tick_params(labelsize="x-small")
     axes[0, 0].legend(fontsize="x-small")
     return fig
+
+
+VERDICT_MARKS = {"holds": "**holds**", "does not hold": "**does not hold**", "undecided": "undecided"}
+
+
+def verdict_grid(rows: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Claim-3 rows (verdicts.published_depth_trends) as a grid for display: one row per
+    matrix and time (last step, averaged over training), one column per model; each cell the
+    verdict, the slope with its interval and the resolution (smallest slope detected with 80%
+    power). Shaping only."""
+    def cell(x):
+        return (f"{VERDICT_MARKS[x['verdict']]} {x['effect']:.{digits}g} [{x['low']:.{digits}g}, {x['high']:.{digits}g}]"
+                f" (res. {x['resolution']:.2g})")
+
+    when = rows["detail"].str.split(r" \(|;", regex=True).str[0]
+    out = rows.assign(when=when, cell=rows.apply(cell, axis=1))
+    grid = out.pivot_table(index=["role", "when"], columns="run", values="cell", aggfunc="first", sort=False)
+    grid = grid[list(dict.fromkeys(rows["run"]))].reset_index()
+    grid["role"] = grid["role"].map(style.ROLE_LABELS)
+    return grid.rename(columns={"role": "matrix", "when": "tail ratio"})
