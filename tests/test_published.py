@@ -52,8 +52,8 @@ def test_audit_maps_sizes_by_width_and_rejects_norm_files_that_hold_diffs():
     a = published.audit(t)
     width = a[a.check == "width"]
     assert len(width) == 10 and width.passes.all()  # every size's width from small_init matches its Pythia name
-    norm = a[a.check == "norm from std and mean"].set_index(["size", "role"])["passes"]
-    assert norm.loc["19m"].all() and not norm.drop(index="19m").any()
+    norm = a[a.check == "norm from std and mean"]
+    assert norm[norm["size"] == "19m"].passes.all() and not norm[norm["size"] != "19m"].passes.any()
     usable = published.usable(t, a)
     assert set(usable[usable.statistic == "norm"]["size"]) == {"19m"}
     assert {"std", "mean", "max"} <= set(usable.statistic) and "diff" not in set(usable.statistic)
@@ -110,3 +110,48 @@ def test_matrix_stats_norm_follows_from_std_and_mean():
     s = weight_stats.matrix_stats(w)
     n = w.size
     assert np.isclose(s["norm"] ** 2, (n - 1) * s["std"] ** 2 + n * s["mean"] ** 2)
+
+
+def _tails(slope: float, blocks: int = 12, models=("a", "b", "c"), role="qkv", seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for m in models:
+        for step in (1, 2):
+            for b in range(blocks):
+                rows.append({"model": m, "role": role, "step": step, "block": b,
+                             "value": 2 + slope * b / (blocks - 1) + rng.normal(0, 0.05)})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("slope, role, expected", [
+    (1.0, "qkv", "holds"), (-1.0, "qkv", "does not hold"), (0.0, "qkv", "undecided"),
+    (-1.0, "mlp_out", "holds"), (1.0, "mlp_out", "does not hold"),
+])
+def test_published_depth_trend_verdict_comes_out_every_way(slope, role, expected):
+    from analysis import verdicts
+
+    rows = verdicts.published_depth_trends(_tails(slope, role=role), 0.95, 300, 0, pooled_name="pooled")
+    assert len(rows) == 2 * 4  # (3 models + pooled) x (last step, averaged)
+    pooled = rows[rows.run == "pooled"]
+    assert set(pooled.verdict) == {expected}
+    assert (pooled.low <= pooled.effect).all() and (pooled.effect <= pooled.high).all()
+    assert np.allclose(rows[rows.run != "pooled"].effect, slope, atol=0.2)
+
+
+def test_change_points_locate_a_known_phase_shift():
+    from analysis import dynamics
+
+    steps = np.arange(1000, 142001, 1000)
+    y = np.interp(steps, [1000, 20000, 35000, 142000], [50, 60, 110, 100])
+    y = y + np.random.default_rng(0).normal(0, 0.2, len(y))
+    cp = dynamics.change_points(steps, y)
+    assert abs(cp["breaks"][0] - 20000) <= 2000 and abs(cp["breaks"][1] - 35000) <= 2000
+    assert cp["acceleration"] > 4  # 50/15000 against 10/19000 per step
+    flat = dynamics.change_points(steps, np.interp(steps, [1000, 60000, 142000], [50, 100, 95]))
+    assert flat["acceleration"] < 1  # growth that only slows: no phase shift
+
+
+def test_size_of_maps_hub_names_standard_and_deduplicated():
+    assert published.size_of("EleutherAI/pythia-1.4b-deduped") == "1.3b"
+    assert published.size_of("pythia-410m") == "350m"
+    assert published.size_of("raw") is None and published.size_of("pythia-2.8b") is None
