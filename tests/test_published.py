@@ -155,3 +155,25 @@ def test_size_of_maps_hub_names_standard_and_deduplicated():
     assert published.size_of("EleutherAI/pythia-1.4b-deduped") == "1.3b"
     assert published.size_of("pythia-410m") == "350m"
     assert published.size_of("raw") is None and published.size_of("pythia-2.8b") is None
+
+
+def test_fidelity_recipe_compares_runs_of_a_published_size_only(folder_run, monkeypatch, tmp_path):
+    """compute's fidelity table through the results layer's inputs: a run named as a
+    published size is compared (a swapped step caught), a run of another name is not."""
+    from types import SimpleNamespace
+
+    from analysis import compute
+    from analysis.checkpoints import Run
+
+    roles = ["qkv", "attn_out", "mlp_in", "mlp_out"]
+    runs = {"pythia-70m-deduped": Run("pythia-70m-deduped", folder_run.folder), "raw": Run("raw", folder_run.folder)}
+    ours = weight_stats.of_runs(runs, {n: run.steps for n, run in runs.items()}, roles)
+    pub = ours[ours.run == "raw"].drop(columns=["run", "n"]).assign(size="19m")
+    a, b = pub.step == 1000, pub.step == 4000
+    pub.loc[a, "step"], pub.loc[b, "step"] = 4000, 1000
+    monkeypatch.setattr(compute, "_published_usable", lambda r: pub)
+    r = SimpleNamespace(runs=runs, weight_stats=ours)
+    fid = compute._published_fidelity(r)
+    assert set(fid.run) == {"pythia-70m-deduped"} and set(fid["size"]) == {"19m"}
+    assert weight_stats.mismatched_steps(fid) == [1000, 4000]
+    assert len(fid) == 4 * 3 * 4 * 4  # steps x blocks x roles x statistics
