@@ -92,12 +92,13 @@ def _file(size, role, statistic) -> str:
 
 def audit(table: pd.DataFrame) -> pd.DataFrame:
     """Every check of every (size, role, statistic) the table holds.
-    -> (size, role, statistic, file, check, passes, finding)"""
+    -> (size, role, statistic, file, check, passes, finding, value: the measured number
+    where a check has one, e.g. the norm check's largest relative difference)"""
     rows = []
 
-    def add(size, role, stat, check, ok, finding):
+    def add(size, role, stat, check, ok, finding, value=np.nan):
         rows.append({"size": size, "role": role, "statistic": stat, "file": _file(size, role, stat),
-                     "check": check, "passes": bool(ok), "finding": finding})
+                     "check": check, "passes": bool(ok), "finding": finding, "value": float(value)})
 
     for (size, role), g in table.groupby(["size", "role"], sort=False):
         stats = {s: wide(g, size, role, s) for s in dict.fromkeys(g["statistic"])}
@@ -143,7 +144,7 @@ def audit(table: pd.DataFrame) -> pd.DataFrame:
             add(size, role, "norm", "norm from std and mean", ok,
                 f"‖W‖_F vs √(n(std² + mean²)), n = {n}: largest relative difference {np.nanmax(rel):.2g}"
                 + ("" if ok else f" (tolerance {NORM_TOLERANCE:g}); median ratio {np.nanmedian(nm / implied):.3g}: "
-                   "not the Frobenius norm of the checkpoint"))
+                   "not the Frobenius norm of the checkpoint"), value=np.nanmax(rel))
         if "diff" in stats and {"std", "mean"} <= set(stats):
             norm = np.sqrt(n * (stats["std"] ** 2 + stats["mean"] ** 2))
             bound = (norm + norm.shift(1)).reindex(stats["diff"].index)  # ‖W_t − W_t-1‖ ≤ ‖W_t‖ + ‖W_t-1‖
