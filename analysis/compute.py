@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from . import activations as act
-from . import audit, experiments, extract, measures, residual, verdicts
+from . import audit, dynamics, experiments, extract, measures, published, residual, verdicts, weight_stats
 from .architectures import resolve_block, tensor_names
 from .backend import array_module
 from .checkpoints import describe, first_readable
@@ -146,3 +146,113 @@ TABLES = {
     "effective_depths": _effective_depths, "activations": _activations, "qkv_parts": _qkv_parts,
     "baselines_vs_mp": _baselines_vs_mp, "verdicts": _verdicts, "diverged": _diverged,
 }
+
+
+# The study's published Pythia statistics (analysis.published) and the same statistics from
+# the tensors this build reads (analysis.weight_stats).
+def _published_audit(r):
+    return published.audit(published.load())
+
+
+def _published_usable(r):
+    return published.usable(published.load(), r.published_audit)
+
+
+def _weight_stats(r):
+    return weight_stats.of_runs(r.runs, r.steps, r.cfg["roles"])
+
+
+def _published_tail(r) -> pd.DataFrame:
+    """Tail proxy of the published sizes and of this build's reference and replicas (averaged
+    within each step and block: one model). -> (model, role, step, block, value)"""
+    tail = published.tail_ratio(_published_usable(r))
+    tail["model"] = tail["size"].map(lambda s: published.SIZES[s][0])
+    tail = tail.sort_values("size", key=lambda c: c.map(list(published.SIZES).index), kind="stable")
+    runs = [r.reference, *r.of_role("replica")]
+    own = weight_stats.tail_ratio(r.weight_stats[r.weight_stats.run.isin(runs)], ["run", "role", "step", "block"])
+    own = own.groupby(["role", "step", "block"], sort=False)["value"].mean().reset_index()
+    own["model"] = f"this build: {'+'.join(runs)}"
+    return pd.concat([tail.drop(columns="size"), own], ignore_index=True)[["model", "role", "step", "block", "value"]]
+
+
+def _published_verdicts(r):
+    v = r.cfg["verdicts"]
+    tail = r.published_tail
+    pythia = tail[~tail.model.str.startswith("this build")]
+    own = tail[tail.model.str.startswith("this build")]
+    return pd.concat([verdicts.published_depth_trends(pythia, v["level"], v["bootstrap"], r.cfg["seed"],
+                                                      pooled_name=PUBLISHED_POOLED),
+                      verdicts.published_depth_trends(own, v["level"], v["bootstrap"], r.cfg["seed"])],
+                     ignore_index=True)
+
+
+PUBLISHED_POOLED = "Pythia 70m–1.4b (5 sizes)"
+
+
+def _published_slopes(r):
+    """Per model, role and step: the tail proxy's OLS slope over relative depth with its
+    Student-t interval. -> (model, role, step, slope, low, high)"""
+    rows = []
+    level = r.cfg["verdicts"]["level"]
+    for (model, role, step), g in r.published_tail.groupby(["model", "role", "step"], sort=False):
+        per_block = g.groupby("block")["value"].mean()
+        x = per_block.index.to_numpy(dtype=float) / max(per_block.index.max(), 1)
+        est, lo, hi, _ = verdicts.depth_slope(pd.DataFrame({"block": x, "value": per_block.to_numpy()}), level)
+        rows.append({"model": model, "role": role, "step": int(step), "slope": est, "low": lo, "high": hi})
+    return pd.DataFrame(rows)
+
+
+def _published_phase(r):
+    """Per size and block: two changes of slope in the QKV norm trajectory (dynamics.change_points;
+    the study's phase shift was in QKV).
+    -> (size, role, block, onset, end, slope_before, slope_during, slope_after, acceleration)"""
+    rows = []
+    for (size, role, block), g in published.norms(_published_usable(r)).query("role == 'qkv'").groupby(["size", "role", "block"], sort=False):
+        g = g.sort_values("step")
+        cp = dynamics.change_points(g["step"].to_numpy(), g["value"].to_numpy())
+        rows.append({"size": size, "role": role, "block": int(block), "onset": cp["breaks"][0], "end": cp["breaks"][1],
+                     "slope_before": cp["slopes"][0], "slope_during": cp["slopes"][1], "slope_after": cp["slopes"][2],
+                     "acceleration": cp["acceleration"]})
+    return pd.DataFrame(rows)
+
+
+def _published_fidelity(r):
+    """This build's runs of a published size against the published table, per (step, block,
+    role, statistic) both have (weight_stats.compare); no rows where no run is of a
+    published size."""
+    usable, parts = _published_usable(r), []
+    for run in r.runs:
+        size = published.size_of(run)
+        if size is None:
+            continue
+        ours = r.weight_stats[r.weight_stats.run == run]
+        cmp = weight_stats.compare(ours, usable[usable["size"] == size])
+        parts.append(cmp.assign(run=run, size=size))
+    cols = ["run", "size", "step", "block", "role", "statistic", "ours", "published", "scale", "relative", "agrees"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def _published_std(r):
+    """Entry std per matrix over its initial std: Pythia's over the documented init (its
+    first published row is 1000 steps in), this build's runs over their own first
+    checkpoint (reference and replicas averaged, as for the tail proxy).
+    -> (model, role, step, block, value)"""
+    pub = _published_usable(r)
+    pub = pub[pub["statistic"] == "std"].copy()
+    pub["value"] = pub["value"] / [published.init_std(s, role) for s, role in zip(pub["size"], pub["role"])]
+    pub["model"] = pub["size"].map(lambda s: published.SIZES[s][0])
+    runs = [r.reference, *r.of_role("replica")]
+    own = r.weight_stats[r.weight_stats.run.isin(runs) & (r.weight_stats.statistic == "std")].copy()
+    first = own[own.step == own.groupby("run")["step"].transform("min")].set_index(["run", "block", "role"])["value"]
+    own["value"] = own["value"].to_numpy() / first.reindex(pd.MultiIndex.from_frame(own[["run", "block", "role"]])).to_numpy()
+    own = own.groupby(["role", "step", "block"], sort=False)["value"].mean().reset_index()
+    own["model"] = f"this build: {'+'.join(runs)}"
+    cols = ["model", "role", "step", "block", "value"]
+    return pd.concat([pub[cols], own[cols]], ignore_index=True)
+
+
+TABLES.update({"published_std": _published_std,
+    "published_audit": _published_audit, "weight_stats": _weight_stats, "published_tail": _published_tail,
+    "published_verdicts": _published_verdicts, "published_slopes": _published_slopes,
+    "published_phase": _published_phase, "published_fidelity": _published_fidelity,
+})

@@ -57,3 +57,21 @@ def activation_kurtosis(activations: list[dict]) -> pd.DataFrame:
     rows = [{"run": a["run"], "step": int(a["step"]), "block": b, "kurtosis": float(k)}
             for a in activations for b, k in enumerate(np.asarray(a["kurtosis"]))]
     return pd.DataFrame(rows, columns=["run", "step", "block", "kurtosis"])
+
+
+
+def change_points(steps, values, n_breaks: int = 2, min_size: int = 3) -> dict:
+    """The n_breaks changes of slope that best split a trajectory into joined straight
+    lines (ruptures' exact dynamic programming, continuous piecewise-linear cost), each
+    located to a checkpoint, with every segment's least-squares slope per step. Always
+    finds them: a location, not a test. With two breaks, a "phase shift" shows as a middle
+    segment steeper than the first (acceleration = its slope over the first's, above 1).
+    -> {breaks: [step], slopes: [per segment], acceleration}"""
+    import ruptures
+
+    x, y = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    ends = ruptures.Dynp(model="clinear", min_size=min_size, jump=1).fit(y.reshape(-1, 1)).predict(n_bkps=n_breaks)
+    cuts = [0] + [k - 1 for k in ends[:-1]] + [len(x) - 1]  # segments share their end checkpoints
+    slopes = [float(np.polyfit(x[a:b + 1], y[a:b + 1], 1)[0]) for a, b in zip(cuts[:-1], cuts[1:])]
+    return {"breaks": [int(x[k]) for k in cuts[1:-1]], "slopes": slopes,
+            "acceleration": slopes[1] / slopes[0] if slopes[0] != 0 else np.nan}

@@ -23,13 +23,15 @@ from .store import Store, key_digest
 
 TABLES_VERSION = 6  # 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
 CHAPTER_TABLES = {
-    "index": ("verdicts",),
+    "index": ("verdicts", "published_verdicts"),
     "weight-distribution": ("spectra", "measures", "draws", "verdicts"),
     "residual-paths": ("toy", "toy_curves", "toy_fit", "toy_depth", "effective_depths", "verdicts"),
     "depth-trends": ("spectra", "measures", "draws", "verdicts"),
     "deduplication": ("spectra", "measures", "run_distances", "activations", "diverged", "verdicts"),
     "methods": ("qkv_parts", "baselines_vs_mp", "draws", "toy_fit"),
-    "audit": ("audit",),
+    "audit": ("audit", "published_audit", "published_fidelity"),
+    "pythia-published": ("published_audit", "weight_stats", "published_tail", "published_verdicts",
+                         "published_slopes", "published_phase", "published_fidelity", "published_std"),
 }
 # Settings that do not change any number (where and how it is computed).
 NOT_RESULTS = ("cache_dir", "root", "profiles", "backend", "memory", "figures")

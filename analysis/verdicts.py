@@ -405,3 +405,68 @@ def summary(table: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
                      "undecided": int(counts.get(iv.UNDECIDED, 0)),
                      "verdict": verdicts.pop() if len(verdicts) == 1 else "mixed"})
     return pd.DataFrame(rows)
+
+
+PUBLISHED_PARTS = {  # claim 3 on the study's published Pythia statistics, by whether a role is an output matrix
+    True: "output matrix lighter-tailed in later blocks (Pythia, published max/std)",
+    False: "input matrix same or heavier-tailed in later blocks (Pythia, published max/std)",
+}
+
+
+def _relative_slope(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.polyfit(x, y, 1)[0]) if np.ptp(x) > 0 else np.nan
+
+
+def pooled_slope(per_model: dict, level: float, n_boot: int, seed: int) -> tuple[float, float, float, float]:
+    """Mean over models of the OLS slope of value on relative depth, with a two-level
+    percentile bootstrap (models resampled, then blocks within each): the claim is about
+    every size, so both the sizes and the blocks are units. per_model: {model: (x, y)}.
+    -> (mean slope, low, high, resolution at 80% power from the bootstrap's se)"""
+    models = list(per_model)
+    est = float(np.mean([_relative_slope(*per_model[m]) for m in models]))
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(n_boot):
+        slopes = []
+        for m in rng.integers(0, len(models), len(models)):
+            x, y = per_model[models[m]]
+            i = rng.integers(0, len(x), len(x))
+            slopes.append(_relative_slope(x[i], y[i]))
+        reps.append(np.nanmean(slopes))
+    reps = np.asarray(reps)
+    lo, hi = np.quantile(reps[np.isfinite(reps)], [0.5 - level / 2, 0.5 + level / 2])
+    return est, float(lo), float(hi), iv.detectable(float(np.nanstd(reps, ddof=1)), level)
+
+
+def published_depth_trends(tail: pd.DataFrame, level: float, n_boot: int, seed: int,
+                           pooled_name: str = "") -> pd.DataFrame:
+    """Claim 3 on entry statistics: per model and role, the OLS slope of the tail proxy
+    (weight_stats.tail_ratio) on relative depth (block / (blocks − 1): the change from the
+    first block to the last), at the model's last step and averaged over its steps, with a
+    Student-t interval over blocks (depth_slope); and, where `pooled_name` is given, the mean
+    slope over models with a two-level bootstrap (pooled_slope). Output matrices: a falling
+    tail holds; input matrices: a rising tail holds, a falling one does not ("stays the
+    same" cannot be confirmed, only not refuted). tail: (model, role, step, block, value)."""
+    rows = []
+    for role in dict.fromkeys(tail["role"]):
+        out = role in OUTPUT_ROLES
+        decide = iv.negative if out else iv.positive
+        for when in ("last step", "averaged over training"):
+            per_model = {}
+            for model, g in tail[tail["role"] == role].groupby("model", sort=False):
+                g = g[g["step"] == g["step"].max()] if when == "last step" else g
+                per_block = g.groupby("block")["value"].mean()
+                x = per_block.index.to_numpy(dtype=float) / max(per_block.index.max(), 1)
+                per_model[model] = (x, per_block.to_numpy())
+                est, lo, hi, res = depth_slope(pd.DataFrame({"block": x, "value": per_block.to_numpy()}), level)
+                steps = sorted(set(g["step"]))
+                rows.append(_row(3, PUBLISHED_PARTS[out], model, role, "slope of max/std tail ratio over relative depth",
+                                 est, lo, hi, decide(lo, hi), resolution=res,
+                                 detail=f"{when} ({steps[-1]}" + (")" if len(steps) == 1 else f"; {len(steps)} steps from {steps[0]})")
+                                 + f", {len(x)} blocks"))
+            if pooled_name and len(per_model) > 1:
+                est, lo, hi, res = pooled_slope(per_model, level, n_boot, seed)
+                rows.append(_row(3, PUBLISHED_PARTS[out], pooled_name, role, "mean slope over sizes of max/std tail ratio",
+                                 est, lo, hi, decide(lo, hi), resolution=res,
+                                 detail=f"{when}; bootstrap over {len(per_model)} sizes and their blocks"))
+    return pd.DataFrame(rows)

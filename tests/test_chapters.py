@@ -29,8 +29,8 @@ def test_qmd_python_chunks_become_code_cells():
 def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     out, figures, written = smoke_preview
     assert [p.name for p in written] == ["index.html", "report-weight-distribution.html", "report-residual-paths.html",
-                                         "report-depth-trends.html", "report-deduplication.html", "report-methods.html",
-                                         "report-audit.html"]
+                                         "report-depth-trends.html", "report-pythia-published.html",
+                                         "report-deduplication.html", "report-methods.html", "report-audit.html"]
     index = (out / "index.html").read_text()
     assert all(f"<strong>{n}.</strong>" in index for n in (1, 2, 3, 4))  # every claim with computed tests
     assert re.search(r"Over all \d+ tested rows: \d+ hold", index) and "Traceback" not in index
@@ -53,8 +53,14 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     assert re.search(r"the treatment differs from the reference <strong>", dd) and dd.count("data:video/mp4;base64,") == 1
     assert "equivalence test with margin m = " in dd and "Matched here: <code>raw-seed2</code>" in dd
     assert "judged against raw-seed2" in dd  # the verdict rows' detail column
+    pub = (out / "report-pythia-published.html").read_text()
+    assert "Traceback" not in pub and pub.count("data:image/png;base64,") >= 6
+    assert re.search(r"Per size: \d+ hold, \d+ do not hold, \d+ undecided of 40 rows", pub)
+    assert re.search(r"\d+ of 24 blocks show one", pub) and "No run of this build is one of the five" in pub
+    assert "Pythia, published max/std" in index  # the preface's claim-3 rows on real Pythia
     audit = (out / "report-audit.html").read_text()
     assert "No step of the 18 audited is flagged" in audit
+    assert re.search(r"\d+ of \d+ checks fail", audit) and "1.3b_attn_qkv_norm.npy" in audit
     for run in ("raw", "deduped", "raw-seed2"):
         (video,) = (figures / "weight-distribution").glob(f"sv-{run}-[0-9a-f]*.mp4")
         frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
