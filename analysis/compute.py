@@ -229,7 +229,7 @@ def _published_fidelity(r):
         cmp = weight_stats.compare(ours, usable[usable["size"] == size])
         parts.append(cmp.assign(run=run, size=size))
     cols = ["run", "size", "step", "block", "role", "statistic", "ours", "published", "scale", "relative", "agrees"]
-    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame({c: [] for c in cols})  # typed: reads back equal
 
 
 def _published_std(r):
