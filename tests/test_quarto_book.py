@@ -56,21 +56,23 @@ def book(corpus_cache, tmp_path_factory):
         subprocess.run([sys.executable, "-m", "analysis", step, "--profile", "smoke"], cwd=root, env=env,
                        check=True, capture_output=True)
     gitignore = (root / ".gitignore").read_bytes()
-    (root / "_quarto-alt.yml").write_text("analysis:\n  figures:\n    grid_steps: 3\nproject:\n  output-dir: _book-alt\n")
-    logs = {"smoke": _render(root, env, "--profile", "smoke")}
-    logs["alt"] = _render(root, env, "--profile", "smoke,alt", "--to", "html")
-    logs["smoke again"] = _render(root, env, "--profile", "smoke", "--to", "html")
-    return root, gitignore, logs
+    (root / "_quarto-alt.yml").write_text("analysis:\n  figures:\n    grid_steps: 3\n")
+    logs, prefaces = {}, {}
+    for name, args in (("smoke", ["--profile", "smoke"]), ("alt", ["--profile", "smoke,alt", "--to", "html"]),
+                       ("smoke again", ["--profile", "smoke", "--to", "html"])):
+        logs[name] = _render(root, env, *args)
+        prefaces[name] = _preface_profile(root / "_book-smoke")  # smoke's output-dir: Quarto's first profile wins
+    return root, gitignore, logs, prefaces
 
 
 def test_each_profile_renders_its_own_results_never_another_profiles_frozen_ones(book):
-    root, _, logs = book
-    assert _preface_profile(root / "_book-smoke") == "smoke"
+    root, _, logs, prefaces = book
+    assert prefaces["smoke"] == "smoke"
     # With smoke's results frozen, Quarto alone would reuse them here and say "smoke".
-    assert _preface_profile(root / "_book-alt") == "smoke+alt"
+    assert prefaces["alt"] == "smoke+alt"
     assert logs["alt"].count("Executing '") == len(CHAPTERS)
     # A profile's own freezer comes back for its next render: nothing executes, same preface.
-    assert "Executing '" not in logs["smoke again"] and _preface_profile(root / "_book-smoke") == "smoke"
+    assert "Executing '" not in logs["smoke again"] and prefaces["smoke again"] == "smoke"
     # Between renders _freeze/ is the default build's (here: none yet); the others are aside.
     assert not (root / "_freeze" / "PROFILE").exists()
     assert (root / "_freeze-smoke" / "PROFILE").read_text().strip() == "smoke"
@@ -92,7 +94,7 @@ def test_each_chapter_executes_once_for_html_and_pdf(book):
 
 
 def test_a_render_leaves_gitignore_as_the_clone_has_it(book):
-    root, gitignore, _ = book
+    root, gitignore = book[:2]
     assert (root / ".gitignore").read_bytes() == gitignore
 
 
