@@ -36,4 +36,4 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not gpu and not slow" $(PYTEST_ARGS)
 
 clean:
-	rm -rf _book _preview report/figures .quarto
+	rm -rf _book _book-* _preview report/figures .quarto .jupyter_cache report/.jupyter_cache

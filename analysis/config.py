@@ -232,7 +232,9 @@ def load(profile=None, root=None) -> dict:
     """Merged settings. `profile`: comma-separated names; default: $QUARTO_PROFILE."""
     root = find_root(root)
     cfg = copy.deepcopy(DEFAULTS)
-    files = [root / "_quarto.yml"] + [root / f"_quarto-{p}.yml" for p in active_profiles(profile)]
+    # Quarto merges profiles in reverse, so the first one named wins a conflict (measured:
+    # `--profile smoke,alt` took smoke's output-dir); the settings must agree with it.
+    files = [root / "_quarto.yml"] + [root / f"_quarto-{p}.yml" for p in reversed(active_profiles(profile))]
     for path in files:
         if not path.is_file():
             raise ConfigError(f"profile file {path} does not exist")

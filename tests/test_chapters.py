@@ -1,15 +1,13 @@
 """Every chapter listed in _quarto.yml executes through Jupyter on the smoke suite."""
 
 import re
-import shutil
-import subprocess
 
 import imageio_ffmpeg
 import pytest
 
 from analysis import report
 
-from .conftest import ROOT, fresh_cache
+from .conftest import ROOT
 
 
 def test_chapter_list_comes_from_quarto_yml_and_every_file_exists():
@@ -67,12 +65,4 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
         assert frames == 6  # one frame per checkpoint of the smoke suite
 
 
-@pytest.mark.skipif(shutil.which("quarto") is None, reason="quarto is not installed")
-@pytest.mark.slow
-def test_quarto_renders_the_book(corpus_cache, tmp_path):
-    env_cache = fresh_cache(corpus_cache, tmp_path / "cache")
-    done = subprocess.run(["quarto", "render", "--profile", "smoke", "--to", "html"], cwd=ROOT,
-                          env={**__import__("os").environ, "ANALYSIS_CACHE_DIR": str(env_cache)},
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert (ROOT / "_book" / "report" / "weight-distribution.html").is_file()
+# Quarto itself (profiles, both formats, widths, the PDF): tests/test_quarto_book.py.

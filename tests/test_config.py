@@ -29,7 +29,8 @@ def test_profile_overrides_nested_keys_and_keeps_the_rest(tmp_path):
 def test_quarto_profile_environment_variable_selects_the_profile(tmp_path, monkeypatch):
     root = write_project(tmp_path, "analysis:\n  seed: 1\n", a="analysis:\n  seed: 2\n", b="analysis:\n  seed: 3\n")
     monkeypatch.setenv("QUARTO_PROFILE", "a,b")
-    assert config.load(root=root)["seed"] == 3  # later profiles win, as in Quarto
+    # The first profile named wins, as in Quarto (it merges profile files in reverse order).
+    assert config.load(root=root)["seed"] == 2
 
 
 def test_unknown_setting_is_named_with_its_file(tmp_path):

@@ -116,6 +116,21 @@ def test_claim3_input_tail_ratio_three_ways(slope, expected):
     assert ratio["verdict"].iloc[0] == expected
 
 
+@pytest.mark.parametrize("role,measure", [("mlp_out", "w1_gaussian"), ("qkv", "alpha"), ("qkv", "tail")])
+def test_claim3_a_trend_that_cannot_be_measured_is_undecided_not_holds(role, measure):
+    # A NaN statistic (an α fit that failed, a degenerate block) compares False both ways:
+    # it must come out undecided, never "holds" (an earlier rank-correlation version did).
+    m, d = depth_tables(-0.05 if measure == "w1_gaussian" else 0.05, 0.001, role, measure)
+    m.loc[m.measure == measure, "value"] = np.nan
+    t = verdicts.depth_trends(m, d, ["ref", "rep"], 0.95)
+    rows = t[t.part.str.startswith("output")] if role == "mlp_out" else \
+        t[t.part.str.contains("α" if measure == "alpha" else "σmax")]
+    assert len(rows) == 1 and rows["verdict"].iloc[0] == iv.UNDECIDED
+    for rule in (iv.positive, iv.negative):
+        assert rule(np.nan, np.nan) == iv.UNDECIDED
+    assert iv.above(np.nan, (0.0, 1.0)) == iv.below(np.nan, (0.0, 1.0)) == iv.UNDECIDED
+
+
 @pytest.mark.parametrize("treatment,expected", [(0.4, iv.HOLDS), (2.5, iv.FAILS), (1.25, iv.UNDECIDED)])
 def test_alike_is_an_equivalence_test_against_the_replica(treatment, expected):
     rng = np.random.default_rng(3)

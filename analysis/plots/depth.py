@@ -72,6 +72,44 @@ def block_grid(records: list[dict], bins: int, limits=None, title: str | None = 
     return fig
 
 
+def block_grid_runs(records: list[dict], names: dict, bins: int, title: str | None = None):
+    """Blocks (rows) × roles (columns) of several runs, each at its own step, in one figure:
+    the reference's σ / rms(σ) histogram filled, every other run's as a line in its role's
+    style (one figure, so the PDF has one caption however many runs there are). records:
+    one step per run; names: {run: role}. -> Figure"""
+    roles = list(dict.fromkeys(r["role"] for r in records))
+    blocks = shown_blocks({r["block"] for r in records})
+    edges, ymax = _normalised_limits(records, bins)
+    fig, axes = style.figure(len(blocks), len(roles), width=min(10.0, 2.4 * len(roles)),
+                             height=0.95 * len(blocks) + 1.2, sharex=True, sharey=True)
+    for i, block in enumerate(blocks):
+        for j, role in enumerate(roles):
+            ax = axes[i, j]
+            for run, run_role in names.items():
+                rec = next((r for r in records if r["run"] == run and r["role"] == role and r["block"] == block), None)
+                if rec is None:
+                    continue
+                dens, _ = np.histogram(measures.normalised(rec["sv"]), edges, density=True)
+                if run_role == "reference":
+                    ax.stairs(dens, edges, fill=True, color=style.ROLE_COLORS[role], alpha=0.45)
+                else:
+                    ax.stairs(dens, edges, color="0.15", linewidth=1.0, **style.run_style(run_role))
+            ax.set_ylim(0, ymax)
+            ax.tick_params(labelsize="xx-small")
+            if i == 0:
+                ax.set_title(style.ROLE_LABELS[role], fontsize="small")
+            if i == len(blocks) - 1:
+                ax.set_xlabel("σ / rms(σ)", fontsize="x-small")
+        axes[i, 0].set_ylabel(f"block {block}", fontsize="small")
+    others = {run: role for run, role in names.items() if role != "reference"}
+    fig.legend(*style.run_handles(others, color="0.15"), loc="outside lower center",
+               ncol=style.legend_columns(len(others)), fontsize="small", title="filled: the reference",
+               title_fontsize="small")
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    return fig
+
+
 def block_animation(records: list[dict], run: str, role: str, folder, bins: int, fps: float):
     """block_grid of one run through training, axes fixed over all frames. -> path"""
     rs = [r for r in records if r["run"] == run]

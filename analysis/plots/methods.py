@@ -47,7 +47,7 @@ def qkv_spectra(parts: dict, bins: int = 30):
         ax.stairs(dens, edges, **{**style.BASELINES["gaussian"], "label": "Gaussian, sampled"})
         ax.set_title(f"{name}: KS {measures.ks_distance(sv, base):.2f}")
         ax.set_xlabel("σ / rms(σ)")
-    axes[0, 0].legend(fontsize="x-small", loc="upper right")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize="small")
     return fig
 
 

@@ -47,7 +47,7 @@ def variance_check(toy: dict):
     seed and their mean. -> Figure"""
     ratio = variance_ratio(toy)
     depth = np.arange(1, ratio.shape[0] + 1)
-    fig, axes = style.figure(1, 1, width=7.5, height=3.0)
+    fig, axes = style.figure(1, 1, width=7.5, height=3.3)
     ax = axes[0, 0]
     jitter = np.linspace(-0.15, 0.15, ratio.shape[1])
     ax.scatter((depth[:, None] + jitter).ravel(), ratio.ravel(), s=10, color=style.TOY_COLOR, alpha=0.5,
@@ -56,7 +56,7 @@ def variance_check(toy: dict):
     ax.axhline(1.0, **{k: v for k, v in style.BASELINES["gaussian"].items() if k != "label"}, label="prediction")
     ax.set_xlabel("toy depth L")
     ax.set_ylabel("Var(M_L x) / (1+σ²)^L")
-    ax.legend(fontsize="small", loc="upper left")
+    fig.legend(loc="outside lower center", ncol=3, fontsize="small")  # below: the seeds' points fill the panel
     return fig
 
 

@@ -5,6 +5,8 @@ that a verdict or figure depends on.
 Chapters append helpers here; each takes the results' tables and plain values.
 """
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -23,33 +25,84 @@ def interval(low, high, digits: int = 3) -> str:
     return f"[{sig(low, digits)}, {sig(high, digits)}]"
 
 
-def markdown(frame: pd.DataFrame) -> str:
-    """A DataFrame as a Markdown table, '|' inside cells escaped (measure names such as
+# Column names as readers see them; any other snake_case name is spelled out by `label`.
+LABELS = {"median_r": "median r", "max_rel_diff": "largest relative difference", "at_step": "at step",
+          "content_hash": "content hash", "nonfinite": "non-finite values", "n_layers": "blocks"}
+
+WIDEST_SHARE = 28  # characters a column of long text asks for before it wraps
+LINE = 100  # characters across the page (or the HTML column) at the tables' text size
+INSET = 2  # characters of padding per column
+
+
+def label(name) -> str:
+    """A column name for readers: LABELS, else snake_case as words ('max_rel_diff' -> 'max rel diff')."""
+    return LABELS.get(name, str(name).replace("_", " "))
+
+
+def _cell(x) -> str:
+    text = "" if x is None or (isinstance(x, float) and np.isnan(x)) else str(x)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _longest_word(texts) -> int:
+    """Longest run of characters a line cannot break: words, split after hyphens."""
+    return max((len(w) for t in texts for w in re.split(r"\s+|(?<=-)", t)), default=1)
+
+
+def column_widths(cells: dict, line: int = LINE) -> dict:
+    """Relative width per column {name: [header, *cells]} -> {name: characters}. Every
+    column gets its longest word first (a word never breaks, so a narrower column prints
+    over its neighbour in the PDF); what is left of the line goes to columns of long text,
+    in proportion to how much more than their longest word they hold (up to WIDEST_SHARE)."""
+    floor = {c: _longest_word(t) + INSET for c, t in cells.items()}
+    want = {c: max(floor[c], min(max(len(x) for x in t), WIDEST_SHARE) + INSET) for c, t in cells.items()}
+    spare, wish = line - sum(floor.values()), sum(want[c] - floor[c] for c in cells)
+    if spare >= wish:
+        return want
+    if spare <= 0 or wish == 0:
+        return floor
+    return {c: floor[c] + round(spare * (want[c] - floor[c]) / wish) for c in cells}
+
+
+def markdown(frame: pd.DataFrame, widths: dict | None = None) -> str:
+    """A DataFrame as a pipe table with readable headers (`label`) and column widths that
+    fit the words (`column_widths`; `widths`: {column: characters} overrides some).
+
+    Pandoc takes the relative column widths of a pipe table with a line longer than 72
+    characters from its separator dashes (a narrower table gets its columns' natural widths);
+    pandas' to_markdown draws them as long as the longest cell, which gives a column of
+    long words too little room (in the PDF the words then run into the next column).
+    Numbers are right-aligned; '|' inside cells is escaped (measure names such as
     |Δ log‖W‖_F| would otherwise split a cell)."""
-    escaped = frame.apply(lambda c: c if pd.api.types.is_numeric_dtype(c) else
-                          c.map(lambda x: x.replace("|", "\\|") if isinstance(x, str) else x))
-    return escaped.to_markdown(index=False)
+    heads = [label(c) for c in frame.columns]
+    cells = {h: [h, *(_cell(x) for x in frame[c])] for h, c in zip(heads, frame.columns)}
+    w = {**column_widths(cells), **{label(k): v for k, v in (widths or {}).items()}}
+    right = {label(c) for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])}
+    rule = [("-" * (w[h] - 1) + ":") if h in right else "-" * w[h] for h in heads]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(rule) + "|"]
+    lines += ["| " + " | ".join(cells[h][i] for h in heads) + " |" for i in range(1, len(frame) + 1)]
+    return "\n".join(lines)
 
 
-VERDICT_COLUMNS = ("part", "run", "role", "measure", "effect", "interval", "noise band", "resolution", "verdict",
+VERDICT_COLUMNS = ("part", "run", "role", "measure", "effect [interval]", "noise band", "resolution", "verdict",
                    "detail")
 
 
 def verdicts_frame(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """Verdict rows (analysis.verdicts) as strings: part, run, role, measure, effect, its
-    interval [low, high] ('—' where the effect is a single measured value, low = high: its
-    noise is the noise band), the noise band [noise_low, noise_high] ('—' where the
-    interval already includes the noise), the resolution (smallest effect detected with 80%
-    power, '—' where not stated), the verdict and the row's detail (the nearest control,
-    the replicas judged against, why a row is undecided); the detail column only where
-    some row has one."""
+    """Verdict rows (analysis.verdicts) as strings: part, run, role, measure, the effect with
+    its interval, 'effect [low, high]' (the effect alone where it is a single measured value,
+    low = high: its noise is the noise band), the noise band [noise_low, noise_high] ('—'
+    where the interval already includes the noise), the resolution (smallest effect detected
+    with 80% power, '—' where not stated), the verdict and the row's detail (the nearest
+    control, the replicas judged against, why a row is undecided); the detail column only
+    where some row has one."""
     rows = []
     for _, v in table.iterrows():
         point = v["low"] == v["high"] == v["effect"]
         detail = v.get("detail", "")
+        effect, iv = sig(v["effect"], digits), "—" if point else interval(v["low"], v["high"], digits)
         rows.append({"part": v["part"], "run": v["run"], "role": v["role"], "measure": v["measure"],
-                     "effect": sig(v["effect"], digits),
-                     "interval": "—" if point else interval(v["low"], v["high"], digits),
+                     "effect [interval]": effect if iv == "—" else f"{effect} {iv}",
                      "noise band": interval(v["noise_low"], v["noise_high"], digits),
                      "resolution": sig(v["resolution"], digits), "verdict": v["verdict"],
                      "detail": detail if isinstance(detail, str) else ""})
@@ -104,7 +157,8 @@ def measures_markdown(measures: pd.DataFrame, draws: pd.DataFrame, runs: dict, b
 def claims_markdown(summary: pd.DataFrame, claims: dict) -> str:
     """analysis.verdicts.summary rows under their claim: the claim's number and text on its
     first row, then per part the measure, the range of effects, the reference run's
-    intervals (or value against its noise band), the counts and the verdict."""
+    intervals (or value against its noise band), the rows' counts (holds / does not hold /
+    undecided, one column) and the verdict."""
     rows, seen = [], set()
     for _, s in summary.sort_values("claim", kind="stable").iterrows():
         first = s["claim"] not in seen
@@ -112,8 +166,9 @@ def claims_markdown(summary: pd.DataFrame, claims: dict) -> str:
         effect = "—" if s["effect"].startswith("nan") else s["effect"]
         rows.append({"claim": f"**{s['claim']}.** {claims[s['claim']]}" if first else "", "part": s["part"],
                      "measure": s["measure"], "effect": effect,
-                     "reference run: interval, or value vs noise band": s.get("intervals", ""), "holds": s["holds"],
-                     "does not hold": s["does not hold"], "undecided": s["undecided"], "verdict": f"**{s['verdict']}**"})
+                     "reference run: interval, or value vs noise band": s.get("intervals", ""),
+                     "rows: holds / does not / undecided": f"{s['holds']} / {s['does not hold']} / {s['undecided']}",
+                     "verdict": f"**{s['verdict']}**"})
     return markdown(pd.DataFrame(rows))
 
 
