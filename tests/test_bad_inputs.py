@@ -140,6 +140,18 @@ CASES = {
     "constant-matrix": (with_tensor(np.full((D, D), 0.5, np.float32)), 1, [ST, BAD, "constant"]),
     "non-finite-matrix": (with_tensor(np.where(np.eye(D) > 0, np.nan, 1.0).astype(np.float32)), 1,
                           [ST, BAD, "step 2", "8 non-finite values"]),
+    "one-entry-matrix": (with_tensor(np.eye(D, dtype=np.float32)[:1].repeat(D, 0) * (np.arange(D) == 0)[:, None]), 1,
+                         [ST, BAD, "step 2 block 1 attn_out", "rank 1", "at least 2 nonzero singular values"]),
+    "outer-product-matrix": (with_tensor(np.outer(np.arange(1, D + 1), np.ones(D)).astype(np.float32)), 1,
+                             [ST, BAD, "step 2 block 1 attn_out", "rank 1"]),
+    "two-equal-singular-values": (with_tensor(np.diag([1.0, 1.0] + [0.0] * (D - 2)).astype(np.float32)), 1,
+                                  ["step 2 block 1 attn_out", BAD, "2 equal nonzero singular values"]),
+    "empty-matrix": (with_tensor(np.zeros((0, D), np.float32)), 1, [ST, BAD, "step 2", "empty (shape (0, 8))"]),
+    "matrix-of-another-shape": (with_tensor(np.ones((D, 2 * D), np.float32) + np.eye(D, 2 * D, dtype=np.float32)), 1,
+                                ["step 2", BAD, "(8, 16)", "share a shape"]),
+    "matrix-not-the-configured-width": (with_config('{"model_type": "gpt_neox", "num_hidden_layers": 2, '
+                                                    '"num_attention_heads": 2, "hidden_size": 16}'), 1,
+                                        [ST, "step 2 block 0 qkv", "(24, 8)", "width 16"]),
     # PyTorch .bin pickles (formats.torch_zip_index)
     "truncated-pickle": (with_pickle(lambda b: b[: len(b) // 2]), 1, [BIN, "EOFError"]),
     "storage-called-as-function": (with_pickle(lambda b: CALLED_STORAGE), 1, [BIN, "TypeError"]),
@@ -412,3 +424,27 @@ def test_every_malformed_header_entry_is_a_named_error(tmp_path, entry):
     with pytest.raises(FormatError, match=r"x\.safetensors: tensor 'w'"):
         safetensors_index(io.BytesIO(data), len(data), "x.safetensors")
 
+
+
+# --- spectra whose measures would be NaN ----------------------------------------------------
+
+def test_unmeasurable_spectra_say_why_and_sound_ones_pass():
+    from analysis.measures import unmeasurable
+
+    assert unmeasurable(np.array([3.0, 1e-30, 0.0, 0.0]), 4, 4) == \
+        "rank 1 of 4: the tail fit needs at least 2 nonzero singular values"
+    assert "2 equal nonzero" in unmeasurable(np.array([1.0, 1.0, 0.0, 0.0]), 4, 4)
+    assert unmeasurable(np.linalg.svd(np.random.default_rng(0).normal(size=(16, 64)), compute_uv=False), 16, 64) == ""
+
+
+def test_measure_tables_refuse_non_finite_measures_by_name():
+    """The last guard: a record whose measures come out non-finite never becomes a table row."""
+    from analysis import measures
+    from analysis.errors import AnalysisError
+
+    rng = np.random.default_rng(0)
+    draws = {k: np.sort(rng.gamma(2, size=(4, D)), axis=1)[:, ::-1] for k in ("gaussian", "logistic", "shuffled")}
+    rec = {"run": "a", "step": 2, "block": 1, "role": "attn_out", "sv": np.array([1.0] + [0.0] * (D - 1)),
+           "gaussian_scale": 1.0, "rows": D, "cols": D, "kurtosis": 0.0, "std": 1.0, **draws}
+    with pytest.raises(AnalysisError, match=r"run 'a' step 2 block 1 attn_out: non-finite alpha"):
+        measures.tables([rec])
