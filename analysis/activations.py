@@ -83,8 +83,9 @@ def checked_model(source: str, where: str, **kw):
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # its load report would precede our one-line error
+    hf_logging.disable_progress_bar()  # and its "Loading weights" bar would fill stderr
     try:
         model, info = AutoModelForCausalLM.from_pretrained(source, output_loading_info=True,
                                                            ignore_mismatched_sizes=True, **kw)
@@ -93,6 +94,8 @@ def checked_model(source: str, where: str, **kw):
         raise error(f"{where}: transformers cannot load it ({type(e).__name__}: {e})") from e
     finally:
         hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
     problems = ([f"key {k!r} is missing from the weights" for k in sorted(info["missing_keys"])]
                 + [f"key {k!r} is in the weights but not in the model" for k in sorted(info["unexpected_keys"])]
                 + [f"key {k!r} has shape {tuple(got)} in the weights, {tuple(want)} in the model"
@@ -167,7 +170,21 @@ def of_runs(runs: dict, steps: dict, cache_dir) -> list[dict]:
 
 
 def of_checkpoint(run, ckpt, text: str) -> dict:
-    """`histograms` of every block's output on `text` for one checkpoint."""
+    """`histograms` of every block's output on `text` for one checkpoint, refused (before it
+    can be cached) where a block's output or its statistics are not finite."""
     model, tokenize = load_model(run, ckpt)
     seq = min(128, int(getattr(model.config, "max_position_embeddings", 128)))
-    return histograms(block_outputs(model, token_batch(tokenize, text, seq)))
+    outputs = block_outputs(model, token_batch(tokenize, text, seq))
+    where = f"run {run.name!r} step {ckpt.step} ({ckpt.folder})"
+    for block, x in enumerate(outputs):
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        if bad:
+            raise CheckpointError(f"{where}: block {block}'s output holds {bad} non-finite values of {x.size} on the "
+                                  "held-out text; expected finite activations")
+    out = histograms(outputs)
+    for block in range(len(outputs)):
+        bad = [k for k, v in out.items() if not np.isfinite(v[block]).all()]
+        if bad:  # e.g. a block whose output is constant: no spread to standardise by
+            raise CheckpointError(f"{where}: block {block}'s output has non-finite {', '.join(bad)} (its standard "
+                                  f"deviation is {out['std'][block]:g}); expected activations that vary")
+    return out

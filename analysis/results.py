@@ -21,7 +21,7 @@ from .architectures import resolve_block
 from .checkpoints import CheckpointError, TransientError, depth_steps, is_transient, open_runs, select_steps
 from .store import Store, key_digest
 
-TABLES_VERSION = 6  # 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
+TABLES_VERSION = 7  # 7: the audit flags rank-1 tensors; 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
 CHAPTER_TABLES = {
     "index": ("verdicts",),
     "weight-distribution": ("spectra", "measures", "draws", "verdicts"),

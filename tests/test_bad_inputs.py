@@ -391,10 +391,48 @@ def test_activations_refuse_weights_that_do_not_fill_the_configured_model(tmp_pa
     assert not list(cache.rglob("*.npz"))
 
 
-def test_activations_of_a_faithful_checkpoint_load(tmp_path):
+def test_activations_of_a_faithful_checkpoint_load(tmp_path, capsys):
     run = Run("a", transformers_checkpoint(tmp_path / "runs"))
+    capsys.readouterr()
     model, _ = activations.load_model(run, run.checkpoint(0))
     assert len(activations._blocks(model)) == 2
+    assert "Loading weights" not in capsys.readouterr().err  # transformers' bar would break the one-line stderr
+
+
+def word_tokenizer(folder: Path) -> None:
+    """A tokenizer.json that cuts the held-out text into words (enough tokens for a batch)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(folder / "tokenizer.json"))
+
+
+@pytest.mark.parametrize("tensor,message", [
+    ("gpt_neox.layers.1.mlp.dense_4h_to_h.weight", r"block 1's output holds 4096 non-finite values of 4096"),
+    ("gpt_neox.layers.0.mlp.dense_4h_to_h.weight", r"block 0's output holds \d+ non-finite values"),
+])
+def test_activations_refuse_non_finite_outputs_before_caching(tmp_path, tensor, message):
+    from safetensors.torch import load_file, save_file as save_torch
+
+    folder = transformers_checkpoint(tmp_path / "runs")
+    word_tokenizer(tmp_path / "runs")
+    path = folder / "step0" / "model.safetensors"
+    weights = load_file(path)
+    weights[tensor][:] = float("nan")
+    save_torch(weights, path, metadata={"format": "pt"})
+    cache = tmp_path / "cache"
+    with pytest.raises(CheckpointError, match=rf"run 'a' step 0 \(.*step0\): {message}"):
+        activations.of_runs({"a": Run("a", folder)}, {"a": [0]}, cache)
+    assert not list(cache.rglob("*.npz"))
+
+
+def test_activations_of_a_sound_checkpoint_are_finite_and_cached(tmp_path):
+    folder = transformers_checkpoint(tmp_path / "runs")
+    word_tokenizer(tmp_path / "runs")
+    (rec,) = activations.of_runs({"a": Run("a", folder)}, {"a": [0]}, tmp_path / "cache")
+    assert np.isfinite(rec["hist"]).all() and rec["hist"].shape == (2, len(activations.EDGES) - 1)
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 1
 
 
 # --- safetensors headers, fuzz-style (small, deterministic) ---------------------------------
