@@ -19,7 +19,7 @@ import torch
 from safetensors.numpy import save_file
 
 from analysis import activations, audit, backend, compute, config, results
-from analysis.checkpoints import Checkpoint, CheckpointError, Run
+from analysis.checkpoints import Checkpoint, CheckpointError, Run, TransientError
 from analysis.checkpoints import checkpoint as checkpoint_module
 from analysis.cli import main
 
@@ -486,3 +486,154 @@ def test_measure_tables_refuse_non_finite_measures_by_name():
            "gaussian_scale": 1.0, "rows": D, "cols": D, "kurtosis": 0.0, "std": 1.0, **draws}
     with pytest.raises(AnalysisError, match=r"run 'a' step 2 block 1 attn_out: non-finite alpha"):
         measures.tables([rec])
+
+
+# --- what counts as temporary ---------------------------------------------------------------
+
+def _http(cls, status):
+    import httpx2
+
+    return cls(f"{status} from the hub", response=httpx2.Response(status, request=httpx2.Request("GET", "https://huggingface.co/x")))
+
+
+def _wrapped(inner):
+    """An error raised from another, as transformers raises a plain OSError from a hub error."""
+    try:
+        try:
+            raise inner
+        except Exception as e:
+            raise OSError("We couldn't connect to 'https://huggingface.co' to load the files") from e
+    except OSError as outer:
+        return outer
+
+
+def _transient_cases():
+    import errno
+    import socket
+
+    import httpx2
+    from huggingface_hub import errors as hf
+
+    yes = {"ConnectionError": ConnectionError("reset"), "TimeoutError": TimeoutError("timed out"),
+           "socket.gaierror": socket.gaierror(-3, "Temporary failure in name resolution"),
+           "httpx2.ConnectError": httpx2.ConnectError("refused"), "httpx2.ReadTimeout": httpx2.ReadTimeout("slow"),
+           "HTTP 429": _http(hf.HfHubHTTPError, 429), "HTTP 503": _http(hf.HfHubHTTPError, 503),
+           "OfflineModeIsEnabled": hf.OfflineModeIsEnabled("offline"),
+           "LocalEntryNotFoundError": hf.LocalEntryNotFoundError("not cached and offline"),
+           "OSError from ConnectError": _wrapped(httpx2.ConnectError("refused"))}
+    no = {"PermissionError": PermissionError(errno.EACCES, "Permission denied"), "EIO": OSError(errno.EIO, "I/O error"),
+          "FileNotFoundError": FileNotFoundError("gone"), "plain OSError": OSError("no file named model.safetensors"),
+          "RepositoryNotFoundError": _http(hf.RepositoryNotFoundError, 404),
+          "RevisionNotFoundError": _http(hf.RevisionNotFoundError, 404),
+          "EntryNotFoundError": _http(hf.RemoteEntryNotFoundError, 404), "GatedRepoError": _http(hf.GatedRepoError, 401),
+          "HTTP 403": _http(hf.HfHubHTTPError, 403), "OSError from 404": _wrapped(_http(hf.RepositoryNotFoundError, 404)),
+          "CheckpointError": CheckpointError("bad bytes")}
+    return [pytest.param(e, True, id=k) for k, e in yes.items()] + [pytest.param(e, False, id=k) for k, e in no.items()]
+
+
+@pytest.mark.parametrize("error,transient", _transient_cases())
+def test_only_network_level_failures_are_temporary(error, transient):
+    from analysis.checkpoints import is_transient
+
+    assert is_transient(error) is transient
+
+
+def failing(monkeypatch, step: int, error: Exception):
+    real = checkpoint_module.Checkpoint._tensors
+
+    def read(self, names):
+        if self.step == step:
+            raise error
+        return real(self, names)
+
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "_tensors", read)
+
+
+@pytest.mark.parametrize("errno_, text", [(13, "Permission denied"), (5, "Input/output error")], ids=["EACCES", "EIO"])
+def test_a_local_read_error_is_a_fact_the_audit_caches_and_exclude_flagged_leaves_out(errno_, text, tmp_path,
+                                                                                      monkeypatch, capsys):
+    root = project(tmp_path, "  exclude_flagged: true\n")
+    failing(monkeypatch, 2, OSError(errno_, text, str(step2(root) / "model.safetensors")))
+    code, err = cli(root, WEIGHT_DISTRIBUTION, monkeypatch, capsys)
+    assert code == 0, err
+    r = results.Results(config.load(root=root))
+    row = r.audit.set_index("step").loc[2]
+    assert row["flag"] == "unreadable" and not row["transient"] and text in row["error"]
+    assert r.store.misses == 0  # the audit (and every table) was cached
+    with pytest.warns(UserWarning, match="left out"):
+        assert r.steps == {"a": [0, 1]}
+
+
+def test_a_local_folder_transformers_cannot_load_is_no_temporary_failure(tmp_path):
+    folder = transformers_checkpoint(tmp_path / "runs") / "step0"
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"here: transformers cannot load it \(OSError") as err:
+        activations.checked_model(str(folder), "here")
+    assert not isinstance(err.value, TransientError)
+
+
+@pytest.mark.parametrize("status,kind", [(404, CheckpointError), (503, TransientError)])
+def test_listing_a_missing_hub_repo_is_a_fact_a_server_error_temporary(status, kind, tmp_path):
+    from huggingface_hub import errors as hf
+
+    from analysis.checkpoints.hub import HubRun
+
+    class Api:
+        def list_repo_refs(self, repo_id, **kw):
+            raise _http(hf.RepositoryNotFoundError if status == 404 else hf.HfHubHTTPError, status)
+
+    with pytest.raises(CheckpointError, match="EleutherAI/pythia-typo: cannot list the repo's branches") as err:
+        HubRun("EleutherAI/pythia-typo", tmp_path, api=Api())
+    assert type(err.value) is kind
+
+
+def test_a_hub_tokenizer_network_failure_is_temporary_and_one_line(tmp_path, monkeypatch):
+    import httpx2
+    import transformers
+
+    def unreachable(*a, **k):
+        raise httpx2.ConnectError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", unreachable)
+
+    class HubLike:
+        name, repo, cache_dir, main_commit = "a", "org/model", tmp_path, "f" * 40
+
+    class Ckpt:
+        step, folder, cache_id = 3, "org/model@" + "0" * 40, "org/model@" + "0" * 40
+
+    with pytest.raises(TransientError, match=r"run 'a' step 3 .*tokenizer of org/model \(ConnectError: .*a temporary "
+                                             r"failure: retry"):
+        activations.load_model(HubLike(), Ckpt())
+
+
+# --- what transformers and tokenizers refuse ------------------------------------------------
+
+def _truncate(path: Path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("spoil,message", [
+    (lambda runs: transformers_checkpoint(runs, num_attention_heads=3), r"transformers cannot load it \(\w+"),
+    (lambda runs: _truncate(transformers_checkpoint(runs) / "step0" / "model.safetensors"),
+     r"transformers cannot load it \(\w*SafetensorError"),
+    (lambda runs: (transformers_checkpoint(runs), (runs / "tokenizer.json").write_text("{not json")),
+     r"tokenizer\.json: not a tokenizers tokenizer\.json \(Exception"),
+    (lambda runs: transformers_checkpoint(runs), r"held-out text into 1 tokens; expected at least one sequence of 32"),
+], ids=["heads-do-not-divide-width", "truncated-safetensors", "tokenizer-not-json", "too-few-tokens"])
+def test_what_transformers_refuses_is_one_named_line(spoil, message, tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    spoil(runs)
+    if "tokenizer" not in message and "tokens" not in message:
+        word_tokenizer(runs)
+    capsys.readouterr()
+    with pytest.raises(CheckpointError, match=message) as err:
+        activations.of_runs({"a": Run("a", runs / "a")}, {"a": [0]}, tmp_path / "cache")
+    assert "\n" not in " ".join(str(err.value).split()) and not isinstance(err.value, TransientError)
+    assert "tokenizer.json" in str(err.value) or "run 'a' step 0" in str(err.value)
+    assert not list((tmp_path / "cache").rglob("*.npz"))
+
+
+def test_a_model_without_known_blocks_is_named():
+    with pytest.raises(CheckpointError, match="Linear: cannot find its transformer blocks; expected"):
+        activations._blocks(torch.nn.Linear(2, 2))
