@@ -101,6 +101,41 @@ def with_pickle(make):
     return spoil
 
 
+def with_zip_bytes(mode):
+    """step 2 as a .bin whose data.pkl member the zip's own checks refuse: `crc` (one byte of
+    the stored pickle changed, its CRC not), `deflate` (compressed, then its stream spoiled),
+    `method` (a compression method zipfile does not know)."""
+    def spoil(root):
+        with_pickle(lambda b: b)(root)
+        path = step2(root) / "pytorch_model.bin"
+        if mode == "crc":
+            raw = bytearray(path.read_bytes())
+            raw[raw.find(b"FloatStorage")] = ord("G")
+            path.write_bytes(bytes(raw))
+            return
+        with zipfile.ZipFile(path) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+            for n, b in members.items():
+                z.writestr(n, b, zipfile.ZIP_DEFLATED if n.endswith("data.pkl") else zipfile.ZIP_STORED)
+        raw = bytearray(path.read_bytes())
+        with zipfile.ZipFile(path) as z:
+            info = next(i for i in z.infolist() if i.filename.endswith("data.pkl"))
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+        if mode == "deflate":
+            raw[start : start + 8] = b"\xff" * 8
+        else:  # method 99 in the local header and the central directory
+            raw[info.header_offset + 8 : info.header_offset + 10] = (99).to_bytes(2, "little")
+            i = 0
+            while (i := raw.find(b"PK\x01\x02", i)) >= 0:
+                n = int.from_bytes(raw[i + 28 : i + 30], "little")
+                if raw[i + 46 : i + 46 + n].decode().endswith("data.pkl"):
+                    raw[i + 10 : i + 12] = (99).to_bytes(2, "little")
+                i += 4
+        path.write_bytes(bytes(raw))
+    return spoil
+
+
 def with_settings(text):
     def spoil(root):
         (root / "_quarto.yml").write_text(SETTINGS + text)
@@ -155,6 +190,9 @@ CASES = {
     # PyTorch .bin pickles (formats.torch_zip_index)
     "truncated-pickle": (with_pickle(lambda b: b[: len(b) // 2]), 1, [BIN, "EOFError"]),
     "storage-called-as-function": (with_pickle(lambda b: CALLED_STORAGE), 1, [BIN, "TypeError"]),
+    "data-pkl-bad-crc": (with_zip_bytes("crc"), 1, [BIN, "data.pkl' cannot be read", "BadZipFile", "CRC"]),
+    "data-pkl-corrupt-deflate": (with_zip_bytes("deflate"), 1, [BIN, "data.pkl' cannot be read", "error"]),
+    "data-pkl-unknown-compression": (with_zip_bytes("method"), 1, [BIN, "data.pkl' cannot be read", "NotImplementedError"]),
     "pickle-refuses-os-system": (with_pickle(lambda b: b"\x80\x02cos\nsystem\n."), 1, [BIN, "refusing to load os.system"]),
     # checkpoint folders
     "config-not-json": (with_config("{not json"), 1, ["step2/config.json", "not valid JSON"]),
@@ -266,6 +304,15 @@ def test_integer_tensors_are_flagged_with_their_dtype(tmp_path):
     with_tensor(np.ones((D, D), np.int32))(root)
     table = audit.audit({"a": Run("a", root / "runs" / "a")}, tensors_for=lambda run: [BAD]).set_index("step")
     assert table.loc[2, "flag"] == f"tensor {BAD} of dtype int32, not floating point"
+
+
+@pytest.mark.parametrize("mode", ["crc", "deflate", "method"])
+def test_a_corrupt_bin_is_an_unreadable_audit_row_not_a_crash(mode, tmp_path):
+    root = project(tmp_path)
+    with_zip_bytes(mode)(root)
+    table = audit.audit({"a": Run("a", root / "runs" / "a")}, tensors_for=lambda run: [BAD]).set_index("step")
+    assert list(table["flag"]) == ["", "", "unreadable"]
+    assert "pytorch_model.bin: member" in table.loc[2, "error"] and "data.pkl' cannot be read" in table.loc[2, "error"]
 
 
 def test_steps_without_a_hash_are_not_identical_to_each_other(tmp_path):
