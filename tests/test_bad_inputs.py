@@ -203,7 +203,7 @@ CASES = {
     "block-out-of-range": (with_settings("  block: 7\n"), 2, ["analysis.block", "blocks 0..1"]),
     "block-yes": (with_settings("  block: yes\n"), 2, ["analysis.block", "True"]),
     "steps-true": (with_settings("  steps: [true]\n"), 2, ["analysis.steps", "[True]"]),
-    "step-not-in-run": (with_settings("  steps: [0, 5]\n"), 1, ["analysis.steps", "no step(s) [5]"]),
+    "step-not-in-run": (with_settings("  steps: [0, 5]\n"), 2, ["analysis.steps", "no step(s) [5]"]),
     "unknown-setting": (with_settings("  colour: red\n"), 2, ["_quarto.yml", "unknown setting 'colour'"]),
     "missing-run-folder": (with_settings("  runs: {reference: b}\n"), 1, ["run 'b'", "does not exist"]),
     "cupy-without-a-gpu": (with_settings("  backend: cupy\n"), 1, ["analysis.backend", "cupy", "analysis.backend: numpy"]),
@@ -315,6 +315,30 @@ def test_a_corrupt_bin_is_an_unreadable_audit_row_not_a_crash(mode, tmp_path):
     assert "pytorch_model.bin: member" in table.loc[2, "error"] and "data.pkl' cannot be read" in table.loc[2, "error"]
 
 
+def test_leaving_out_every_step_is_one_line_saying_why(tmp_path, monkeypatch, capsys):
+    root = project(tmp_path, "  exclude_flagged: true\n")
+    for step in STEPS:
+        save_file({**weights(step), BAD: np.zeros((D, D), np.float32)}, root / "runs" / "a" / f"step{step}" / "model.safetensors")
+    code, err = cli(root, WEIGHT_DISTRIBUTION, monkeypatch, capsys)
+    line = error_line(err)
+    assert code == 1
+    assert "run 'a': no step is left for analysis.steps: the audit flags every one of [0, 1, 2]" in line
+    assert f"2: tensor {BAD} all zero" in line and "exclude_flagged: false" in line
+
+
+def test_activation_steps_name_their_own_setting(tmp_path):
+    root = project(tmp_path, "  exclude_flagged: true\n  activation_steps: [2]\n")
+    with_tensor(np.zeros((D, D), np.float32))(root)
+    r = results.Results(config.load(root=root))
+    with pytest.warns(UserWarning, match="left out"):
+        r.steps  # noqa: B018
+    with pytest.raises(CheckpointError, match=r"run 'a': no step is left for analysis.activation_steps: .* \[2\]"):
+        compute._activation_steps(r, "a")
+    r.cfg["activation_steps"] = [7]
+    with pytest.raises(config.ConfigError, match=r"analysis.activation_steps: run 'a' has no step\(s\) \[7\]"):
+        compute._activation_steps(r, "a")
+
+
 def test_steps_without_a_hash_are_not_identical_to_each_other(tmp_path):
     """pandas 3 turns None in a string column into NaN, which is truthy: two unreadable steps
     must not be reported as identical to each other."""
@@ -341,8 +365,10 @@ def test_exclude_flagged_reaches_qkv_parts_and_activation_steps(tmp_path):
     root = project(tmp_path, "  exclude_flagged: true\n  activation_steps: [0, 1, 2]\n")
     with_tensor(np.zeros((D, D), np.float32))(root)  # flags step 2, the last
     r = results.Results(config.load(root=root))
-    with pytest.warns(UserWarning, match="left out"):
+    with pytest.warns(UserWarning, match="left out") as seen:
         assert compute._activation_steps(r, "a") == [0, 1]
+        assert compute._activation_steps(r, "a") == [0, 1]
+    assert len([w for w in seen if "the audit flags" in str(w.message)]) == 1  # said once, not per setting
     from analysis.spectra import singular_values
 
     w1 = Checkpoint(root / "runs" / "a" / "step1", 1).matrix("qkv", 1).astype(np.float64)
