@@ -98,9 +98,8 @@ class Results:
         rows = self.audit[(self.audit.run == name) & self.audit.step.isin(bad)]
         temporary = sorted(rows[rows["transient"].astype(bool)]["step"])
         if temporary and self.cfg["exclude_flagged"]:
-            raise TransientError(f"run {name!r}: the audit could not read step(s) {temporary} for a temporary reason "
-                                 f"({audit.why(self.audit, name, temporary[0])}); exclude_flagged would leave them out of "
-                                 "the results, so nothing was computed; retry when they can be read")
+            raise TransientError(f"run {name!r}: exclude_flagged would leave out step(s) {temporary}, so nothing was "
+                                 f"computed; step {temporary[0]} {audit.why(self.audit, name, temporary[0])}")
         why = "; ".join(f"{s}: {audit.why(self.audit, name, s)}" for s in bad)
         kept = [s for s in steps if not (self.cfg["exclude_flagged"] and s in bad)]
         if not kept:

@@ -397,6 +397,8 @@ def test_a_transient_failure_then_a_good_run_equals_the_good_run_alone(exclude, 
         flaky(m, 2)
         code, err = cli(twice, WEIGHT_DISTRIBUTION, monkeypatch, capsys)
         assert code == 1 and "temporary" in error_line(err) and "step2" in error_line(err)
+        for line in [error_line(err)] + [x for x in err.splitlines() if x.startswith("warning: ")]:
+            assert line.count("temporary failure") == 1 and line.count("retry") == 1, line  # said once
         table = results.Results(config.load(root=twice)).audit.set_index("step")
         assert table.loc[2, "flag"] == "not read (temporary failure)" and table.loc[2, "transient"]
     if (twice / ".cache").exists():
