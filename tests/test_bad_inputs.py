@@ -712,3 +712,15 @@ def test_what_transformers_refuses_is_one_named_line(spoil, message, tmp_path, m
 def test_a_model_without_known_blocks_is_named():
     with pytest.raises(CheckpointError, match="Linear: cannot find its transformer blocks; expected"):
         activations._blocks(torch.nn.Linear(2, 2))
+
+
+def test_rank_one_is_judged_to_the_precision_of_the_dtype():
+    from analysis.checkpoints.checkpoint import defect, rank_at_most_one
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float16, np.float32, np.float64):  # rank 1, rounded to the dtype
+        assert rank_at_most_one(np.outer(rng.normal(size=300), rng.normal(size=500)).astype(dtype), chunk=1 << 14)
+    spike = rng.normal(size=(64, 256)).astype(np.float32)
+    spike += 1e4 * np.outer(rng.normal(size=64), rng.normal(size=256)).astype(np.float32)  # sigma_1 / sigma_2 ~ 1e4
+    assert not rank_at_most_one(spike) and defect(spike) == ""
+    assert not rank_at_most_one(np.diag([1.0, 1e-6, 0.0]))

@@ -63,16 +63,20 @@ def defect(t: np.ndarray) -> str:
     return ""
 
 
-def rank_at_most_one(w: np.ndarray) -> bool:
-    """Whether w: (m, n) is numerically of rank <= 1: its rows less their projection on the
-    largest row leave, in Frobenius norm, no more than NumPy's matrix_rank tolerance
-    (max(m, n) * eps * the norm). Any rank-1 projection leaves at least sigma_2, so this
-    holds only when sigma_2 is below that tolerance. O(m n): cheap enough for the audit."""
-    w = np.asarray(w, dtype=np.float64)
-    r = w[int(np.argmax(np.einsum("ij,ij->i", w, w)))]
+def rank_at_most_one(w: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """Whether w: (m, n) is of rank <= 1 to the precision of its dtype: its rows less their
+    projection on the largest row leave, in Frobenius norm, at most 2 eps ||w||_F, which the
+    rounding of a rank-1 matrix to w's dtype stays within (and any rank-1 projection leaves
+    at least sqrt(sigma_2^2 + ...)). O(m n), in float64 row chunks of about `chunk` entries:
+    cheap enough for the audit, whatever the matrix's size."""
+    rows = max(1, chunk // max(1, w.shape[1]))
+    parts = [np.asarray(w[i : i + rows], dtype=np.float64) for i in range(0, len(w), rows)]
+    norms = np.concatenate([np.einsum("ij,ij->i", p, p) for p in parts])
+    r = np.asarray(w[int(np.argmax(norms))], dtype=np.float64)
     r = r / np.linalg.norm(r)
-    rest = w - np.outer(w @ r, r)
-    return bool(np.linalg.norm(rest) <= max(w.shape) * np.finfo(np.float64).eps * np.linalg.norm(w))
+    rest = sum(float(np.sum((p - np.outer(p @ r, r)) ** 2)) for p in parts)
+    eps = np.finfo(w.dtype if w.dtype.kind == "f" else np.float64).eps
+    return bool(np.sqrt(rest) <= 2 * eps * np.sqrt(norms.sum()))
 
 
 def _os_error(e: OSError, what: str) -> CheckpointError:
