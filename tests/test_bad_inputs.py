@@ -586,6 +586,7 @@ def _transient_cases():
     import errno
     import socket
 
+    import aiohttp
     import httpx2
     from huggingface_hub import errors as hf
 
@@ -595,13 +596,16 @@ def _transient_cases():
            "HTTP 429": _http(hf.HfHubHTTPError, 429), "HTTP 503": _http(hf.HfHubHTTPError, 503),
            "OfflineModeIsEnabled": hf.OfflineModeIsEnabled("offline"),
            "LocalEntryNotFoundError": hf.LocalEntryNotFoundError("not cached and offline"),
-           "OSError from ConnectError": _wrapped(httpx2.ConnectError("refused"))}
+           "OSError from ConnectError": _wrapped(httpx2.ConnectError("refused")),
+           "aiohttp disconnect": aiohttp.ServerDisconnectedError(),
+           "aiohttp 502": aiohttp.ClientResponseError(None, (), status=502, message="Bad Gateway")}
     no = {"PermissionError": PermissionError(errno.EACCES, "Permission denied"), "EIO": OSError(errno.EIO, "I/O error"),
           "FileNotFoundError": FileNotFoundError("gone"), "plain OSError": OSError("no file named model.safetensors"),
           "RepositoryNotFoundError": _http(hf.RepositoryNotFoundError, 404),
           "RevisionNotFoundError": _http(hf.RevisionNotFoundError, 404),
           "EntryNotFoundError": _http(hf.RemoteEntryNotFoundError, 404), "GatedRepoError": _http(hf.GatedRepoError, 401),
           "HTTP 403": _http(hf.HfHubHTTPError, 403), "OSError from 404": _wrapped(_http(hf.RepositoryNotFoundError, 404)),
+          "aiohttp 404": aiohttp.ClientResponseError(None, (), status=404, message="Not Found"),
           "CheckpointError": CheckpointError("bad bytes")}
     return [pytest.param(e, True, id=k) for k, e in yes.items()] + [pytest.param(e, False, id=k) for k, e in no.items()]
 
