@@ -203,6 +203,7 @@ CASES = {
     "block-out-of-range": (with_settings("  block: 7\n"), 2, ["analysis.block", "blocks 0..1"]),
     "block-yes": (with_settings("  block: yes\n"), 2, ["analysis.block", "True"]),
     "steps-true": (with_settings("  steps: [true]\n"), 2, ["analysis.steps", "[True]"]),
+    "no-steps": (with_settings("  steps: []\n"), 2, ["analysis.steps", "non-empty list", "got []"]),
     "step-not-in-run": (with_settings("  steps: [0, 5]\n"), 2, ["analysis.steps", "no step(s) [5]"]),
     "unknown-setting": (with_settings("  colour: red\n"), 2, ["_quarto.yml", "unknown setting 'colour'"]),
     "missing-run-folder": (with_settings("  runs: {reference: b}\n"), 1, ["run 'b'", "does not exist"]),
