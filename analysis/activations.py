@@ -191,8 +191,13 @@ def of_checkpoint(run, ckpt, text: str) -> dict:
     seq = min(128, int(getattr(model.config, "max_position_embeddings", 128)))
     where = f"run {run.name!r} step {ckpt.step} ({ckpt.folder})"
     try:
-        outputs = block_outputs(model, token_batch(tokenize, text, seq))
-    except CheckpointError as e:  # too few tokens, or no blocks: name the checkpoint too
+        ids = token_batch(tokenize, text, seq)
+        vocab = getattr(model.config, "vocab_size", None)
+        if isinstance(vocab, int) and ids.max() >= vocab:  # the embedding would fail with an IndexError
+            raise CheckpointError(f"the tokenizer gives token id {ids.max()} but config.json's vocab_size is {vocab}; "
+                                  "expected the run's own tokenizer")
+        outputs = block_outputs(model, ids)
+    except CheckpointError as e:  # too few tokens, another model's tokenizer, no blocks: name the checkpoint too
         raise CheckpointError(f"{where}: {e}") from e
     for block, x in enumerate(outputs):
         bad = int(x.size - np.count_nonzero(np.isfinite(x)))

@@ -475,11 +475,11 @@ def test_activations_of_a_faithful_checkpoint_load(tmp_path, capsys):
     assert "Loading weights" not in capsys.readouterr().err  # transformers' bar would break the one-line stderr
 
 
-def word_tokenizer(folder: Path) -> None:
+def word_tokenizer(folder: Path, unk: int = 0) -> None:
     """A tokenizer.json that cuts the held-out text into words (enough tokens for a batch)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    tok = Tokenizer(models.WordLevel({"[UNK]": unk, "a": 1}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.save(str(folder / "tokenizer.json"))
 
@@ -700,11 +700,13 @@ def _truncate(path: Path):
     (lambda runs: (transformers_checkpoint(runs), (runs / "tokenizer.json").write_text("{not json")),
      r"tokenizer\.json: not a tokenizers tokenizer\.json \(Exception"),
     (lambda runs: transformers_checkpoint(runs), r"held-out text into 1 tokens; expected at least one sequence of 32"),
-], ids=["heads-do-not-divide-width", "truncated-safetensors", "tokenizer-not-json", "too-few-tokens"])
+    (lambda runs: (transformers_checkpoint(runs), word_tokenizer(runs, unk=100)),
+     r"token id 100 but config.json's vocab_size is 64"),
+], ids=["heads-do-not-divide-width", "truncated-safetensors", "tokenizer-not-json", "too-few-tokens", "another-vocab"])
 def test_what_transformers_refuses_is_one_named_line(spoil, message, tmp_path, monkeypatch, capsys):
     runs = tmp_path / "runs"
     spoil(runs)
-    if "tokenizer" not in message and "tokens" not in message:
+    if "tokenizer" not in message and "tokens" not in message and "token id" not in message:
         word_tokenizer(runs)
     capsys.readouterr()
     with pytest.raises(CheckpointError, match=message) as err:
