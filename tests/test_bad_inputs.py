@@ -327,6 +327,15 @@ def test_leaving_out_every_step_is_one_line_saying_why(tmp_path, monkeypatch, ca
     assert f"2: tensor {BAD} all zero" in line and "exclude_flagged: false" in line
 
 
+def test_a_head_count_that_does_not_split_qkv_is_named(tmp_path, monkeypatch, capsys):
+    root = project(tmp_path)
+    with_config('{"model_type": "gpt_neox", "num_hidden_layers": 2, "num_attention_heads": 5}')(root)
+    code, err = cli(root, ["compute", "--chapter", "methods"], monkeypatch, capsys)
+    line = error_line(err)
+    assert code == 1 and "run 'a' step 2 block 1 qkv: qkv matrix has 24 rows" in line
+    assert "num_attention_heads=5 in" in line and "step2/config.json" in line
+
+
 def test_activation_steps_name_their_own_setting(tmp_path):
     root = project(tmp_path, "  exclude_flagged: true\n  activation_steps: [2]\n")
     with_tensor(np.zeros((D, D), np.float32))(root)
