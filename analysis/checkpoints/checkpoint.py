@@ -70,11 +70,14 @@ def rank_at_most_one(w: np.ndarray, chunk: int = 1 << 22) -> bool:
     at least sqrt(sigma_2^2 + ...)). O(m n), in float64 row chunks of about `chunk` entries:
     cheap enough for the audit, whatever the matrix's size."""
     rows = max(1, chunk // max(1, w.shape[1]))
-    parts = [np.asarray(w[i : i + rows], dtype=np.float64) for i in range(0, len(w), rows)]
-    norms = np.concatenate([np.einsum("ij,ij->i", p, p) for p in parts])
+    chunks = [slice(i, i + rows) for i in range(0, len(w), rows)]
+    norms = np.concatenate([np.einsum("ij,ij->i", w[c], w[c], dtype=np.float64) for c in chunks])
     r = np.asarray(w[int(np.argmax(norms))], dtype=np.float64)
     r = r / np.linalg.norm(r)
-    rest = sum(float(np.sum((p - np.outer(p @ r, r)) ** 2)) for p in parts)
+    rest = 0.0
+    for c in chunks:
+        p = np.asarray(w[c], dtype=np.float64)
+        rest += float(np.sum((p - np.outer(p @ r, r)) ** 2))
     eps = np.finfo(w.dtype if w.dtype.kind == "f" else np.float64).eps
     return bool(np.sqrt(rest) <= 2 * eps * np.sqrt(norms.sum()))
 
