@@ -24,7 +24,8 @@ def token_batch(tokenize, text: str, seq_len: int, batch: int = 8) -> np.ndarray
     ids = np.asarray(tokenize(text), dtype=np.int64)
     rows = min(batch, len(ids) // seq_len)
     if rows == 0:
-        raise ValueError(f"held-out text gives {len(ids)} tokens, fewer than one sequence of {seq_len}")
+        raise CheckpointError(f"{HELDOUT}: the tokenizer cuts the held-out text into {len(ids)} tokens; expected at "
+                              f"least one sequence of {seq_len} (the model's context, at most 128)")
     return ids[: rows * seq_len].reshape(rows, seq_len)
 
 
@@ -54,7 +55,8 @@ def _blocks(model):
             return list(obj)
         except AttributeError:
             continue
-    raise ValueError(f"{type(model).__name__}: cannot find its transformer blocks")
+    raise CheckpointError(f"{type(model).__name__}: cannot find its transformer blocks; expected a model with "
+                          "gpt_neox.layers, transformer.h or model.layers")
 
 
 def histograms(outputs: list[np.ndarray]) -> dict:
@@ -83,16 +85,18 @@ def checked_model(source: str, where: str, **kw):
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # its load report would precede our one-line error
+    hf_logging.disable_progress_bar()  # and its "Loading weights" bar would fill stderr
     try:
         model, info = AutoModelForCausalLM.from_pretrained(source, output_loading_info=True,
                                                            ignore_mismatched_sizes=True, **kw)
-    except OSError as e:
-        error = TransientError if is_transient(e) else CheckpointError
-        raise error(f"{where}: transformers cannot load it ({type(e).__name__}: {e})") from e
+    except Exception as e:  # a network failure, or a config or file transformers rejects (its own error types)
+        raise _load_error(e, f"{where}: transformers cannot load it") from e
     finally:
         hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
     problems = ([f"key {k!r} is missing from the weights" for k in sorted(info["missing_keys"])]
                 + [f"key {k!r} is in the weights but not in the model" for k in sorted(info["unexpected_keys"])]
                 + [f"key {k!r} has shape {tuple(got)} in the weights, {tuple(want)} in the model"
@@ -105,6 +109,13 @@ def checked_model(source: str, where: str, **kw):
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise CheckpointError(f"{where}: {problems[0]}{more}; config.json describes a model with {expected}")
     return model.eval()
+
+
+def _load_error(e: Exception, what: str) -> CheckpointError:
+    """A failed load as a one-line error: temporary (retry) when the network failed, else a fact."""
+    if is_transient(e):
+        return TransientError(f"{what} ({type(e).__name__}: {e}); a temporary failure: retry when the hub can be reached")
+    return CheckpointError(f"{what} ({type(e).__name__}: {e})")
 
 
 @contextmanager
@@ -135,11 +146,14 @@ def load_model(run, ckpt):
         models = str(Path(run.cache_dir) / "models")
         with _no_safetensors_conversion():
             try:
-                tok = AutoTokenizer.from_pretrained(repo, revision=commit, cache_dir=models)
-            except OSError:  # a step branch without tokenizer files: main's, pinned to its commit
-                if not getattr(run, "main_commit", None):
-                    raise
-                tok = AutoTokenizer.from_pretrained(repo, revision=run.main_commit, cache_dir=models)
+                try:
+                    tok = AutoTokenizer.from_pretrained(repo, revision=commit, cache_dir=models)
+                except OSError as e:  # a step branch without tokenizer files: main's, pinned to its commit
+                    if is_transient(e) or not getattr(run, "main_commit", None):
+                        raise
+                    tok = AutoTokenizer.from_pretrained(repo, revision=run.main_commit, cache_dir=models)
+            except Exception as e:  # network, or tokenizer files it cannot read
+                raise _load_error(e, f"{where}: transformers cannot load the tokenizer of {repo}") from e
             model = checked_model(repo, where, revision=commit, cache_dir=models)
         return model, lambda t: tok(t)["input_ids"]
     from tokenizers import Tokenizer
@@ -147,7 +161,11 @@ def load_model(run, ckpt):
     path = Path(run.folder).parent / "tokenizer.json"
     if not path.is_file():
         raise CheckpointError(f"run {run.name!r}: no tokenizer.json beside its folder ({path})")
-    tok = Tokenizer.from_file(str(path))
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception for a file it cannot parse
+        raise CheckpointError(f"{path}: not a tokenizers tokenizer.json ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:300]})") from e
     return checked_model(ckpt.folder, where), lambda t: tok.encode(t).ids
 
 
@@ -167,7 +185,29 @@ def of_runs(runs: dict, steps: dict, cache_dir) -> list[dict]:
 
 
 def of_checkpoint(run, ckpt, text: str) -> dict:
-    """`histograms` of every block's output on `text` for one checkpoint."""
+    """`histograms` of every block's output on `text` for one checkpoint, refused (before it
+    can be cached) where a block's output or its statistics are not finite."""
     model, tokenize = load_model(run, ckpt)
     seq = min(128, int(getattr(model.config, "max_position_embeddings", 128)))
-    return histograms(block_outputs(model, token_batch(tokenize, text, seq)))
+    where = f"run {run.name!r} step {ckpt.step} ({ckpt.folder})"
+    try:
+        ids = token_batch(tokenize, text, seq)
+        vocab = getattr(model.config, "vocab_size", None)
+        if isinstance(vocab, int) and ids.max() >= vocab:  # the embedding would fail with an IndexError
+            raise CheckpointError(f"the tokenizer gives token id {ids.max()} but config.json's vocab_size is {vocab}; "
+                                  "expected the run's own tokenizer")
+        outputs = block_outputs(model, ids)
+    except CheckpointError as e:  # too few tokens, another model's tokenizer, no blocks: name the checkpoint too
+        raise CheckpointError(f"{where}: {e}") from e
+    for block, x in enumerate(outputs):
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        if bad:
+            raise CheckpointError(f"{where}: block {block}'s output holds {bad} non-finite values of {x.size} on the "
+                                  "held-out text; expected finite activations")
+    out = histograms(outputs)
+    for block in range(len(outputs)):
+        bad = [k for k, v in out.items() if not np.isfinite(v[block]).all()]
+        if bad:  # e.g. a block whose output is constant: no spread to standardise by
+            raise CheckpointError(f"{where}: block {block}'s output has non-finite {', '.join(bad)} (its standard "
+                                  f"deviation is {out['std'][block]:g}); expected activations that vary")
+    return out

@@ -124,4 +124,8 @@ def flagged_steps(table: pd.DataFrame) -> dict[str, set]:
 def why(table: pd.DataFrame, run: str, step: int) -> str:
     """A step's flags, with the read error where there is one: what a warning says."""
     r = table[(table["run"] == run) & (table["step"] == step)].iloc[0]
-    return f"{r['flag']} ({r['error']})" if isinstance(r["error"], str) and r["error"] else r["flag"]
+    if not (isinstance(r["error"], str) and r["error"]):
+        return r["flag"]
+    if r["transient"]:  # its message says "temporary failure ...; retry" already: say it once
+        return f"not read: {r['error'].removeprefix('TransientError: ')}"
+    return f"{r['flag']} ({r['error']})"

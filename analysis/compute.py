@@ -89,7 +89,7 @@ def _effective_depths(r):
 def _activation_steps(r, name) -> list[int]:
     steps, setting = r.steps[name], r.cfg["activation_steps"]
     if setting != "auto":
-        return r.choose_steps(name, setting)
+        return r.choose_steps(name, setting, "analysis.activation_steps")
     if r.cfg["suite"] != "hub":
         return steps
     picks = np.unique(np.geomspace(1, len(steps), 8).round().astype(int) - 1)  # full models are big

@@ -214,8 +214,9 @@ def _validate(cfg: dict) -> None:
     if not (d in ("auto", "all") or (_is_int(d) and d >= 2) or (isinstance(d, list) and d and all(_is_int(s) for s in d))):
         raise ConfigError(f"analysis.depth_steps: expected 'auto', 'all', an integer >= 2 (that many log-spaced steps) "
                           f"or a non-empty list of steps, got {d!r}")
-    if not (cfg["steps"] == "all" or (isinstance(cfg["steps"], list) and all(_is_int(s) for s in cfg["steps"]))):
-        raise ConfigError(f"analysis.steps: expected 'all' or a list of integers, got {cfg['steps']!r}")
+    if not (cfg["steps"] == "all" or (isinstance(cfg["steps"], list) and cfg["steps"]
+                                      and all(_is_int(s) for s in cfg["steps"]))):
+        raise ConfigError(f"analysis.steps: expected 'all' or a non-empty list of integers, got {cfg['steps']!r}")
 
 
 def run_roles(cfg: dict) -> dict[str, str]:

@@ -8,6 +8,7 @@ import scipy.stats
 
 from . import baselines, measures, residual
 from .architectures import split_qkv
+from .checkpoints import CheckpointError
 from .spectra import singular_values
 
 
@@ -87,7 +88,12 @@ def qkv_parts(ckpt, block: int, seed: int) -> dict:
     """Singular values of a fused QKV matrix and of the Q, K and V split out of it, each with
     one Gaussian draw. -> {name: (sv, gaussian)} for fused, q, k, v"""
     w = ckpt.matrix("qkv", block).astype(np.float64)
-    mats = {"fused": w, **dict(zip("qkv", split_qkv(w, ckpt.n_heads, ckpt.architecture.qkv_layout)))}
+    try:
+        parts = split_qkv(w, ckpt.n_heads, ckpt.architecture.qkv_layout)
+    except ValueError as e:  # the head count in config.json does not divide the matrix
+        raise CheckpointError(f"run {ckpt.run!r} step {ckpt.step} block {block} qkv: {e}; expected it to split by "
+                              f"{ckpt.architecture.n_heads_key}={ckpt.n_heads} in {ckpt.folder}/config.json") from e
+    mats = {"fused": w, **dict(zip("qkv", parts))}
     out = {}
     for name, m in mats.items():
         g = baselines.sample("gaussian", baselines.fit_gaussian(m), m.shape, baselines.draw_seed(seed, "qkv-parts", name))

@@ -12,8 +12,9 @@ import numpy as np
 from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 
 from .backend import array_module, memory_budget
-from .baselines import with_draws
+from .baselines import KINDS, with_draws
 from .checkpoints import CheckpointError, formats
+from .measures import unmeasurable
 from .store import Store, key_digest
 
 SPECTRUM_VERSION = 4  # 4: `draws` independent draws per kind, seeded per matrix
@@ -64,7 +65,13 @@ def spectra(cfg: dict, runs: dict, plan: dict, progress: bool = True) -> list[di
         pairs = wanted.pop((g[0]["run"], g[0]["step"]), None)
         if pairs:
             g[0]["ckpt"].prefetch(pairs)
-        return np.stack([j["ckpt"].matrix(j["role"], j["block"]) for j in g])
+        ws = [j["ckpt"].matrix(j["role"], j["block"]) for j in g]
+        odd = next((j for j, w in zip(g, ws) if w.shape != ws[0].shape), None)
+        if odd is not None:  # one role, one shape: else a block was written for another model
+            raise CheckpointError(f"run {odd['run']!r} step {odd['step']}: {odd['role']} of block {odd['block']} "
+                                  f"({odd['key']['tensor']}) is {ws[g.index(odd)].shape} (out, in), of block "
+                                  f"{g[0]['block']} {ws[0].shape}; expected every block's {odd['role']} to share a shape")
+        return np.stack(ws)
 
     todo = sum(len(g) for g in groups.values())
     bar = tqdm(total=todo, desc="spectra", unit="matrix", disable=not progress or not todo)
@@ -76,9 +83,16 @@ def spectra(cfg: dict, runs: dict, plan: dict, progress: bool = True) -> list[di
             for job, rec in zip(group, with_draws(ws, ids, cfg["seed"], cfg["verdicts"]["draws"], xp, budget)):
                 rec.update(std=rec["gaussian_scale"], rows=ws.shape[1], cols=ws.shape[2])
                 bad = [k for k, v in rec.items() if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()]
+                where = f"run {job['run']!r} step {job['step']} block {job['block']} {job['role']}"
                 if bad:  # never cache a record that measures would turn into NaN
-                    raise CheckpointError(f"run {job['run']!r} step {job['step']}: tensor {job['key']['tensor']!r} gives "
-                                          f"non-finite {', '.join(bad)}; expected a finite spectrum")
+                    raise CheckpointError(f"{where}: tensor {job['key']['tensor']!r} gives non-finite {', '.join(bad)}; "
+                                          "expected a finite spectrum")
+                whys = [unmeasurable(rec["sv"], *ws.shape[1:])] + [
+                    f"its {kind} draw {i} of {why}" for kind in KINDS for i, s in enumerate(rec[kind])
+                    if (why := unmeasurable(s, *ws.shape[1:]))]
+                why = next((w for w in whys if w), "")
+                if why:  # its alpha would be NaN (or a fit to rounding noise) in measures and draws
+                    raise CheckpointError(f"{where}: tensor {job['key']['tensor']!r} has {why}")
                 store.put(job["key"], rec)
             bar.set_postfix_str(f"{(formats.bytes_read() - moved) / 1e6:.1f} MB read", refresh=False)
             bar.update(len(group))

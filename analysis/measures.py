@@ -12,6 +12,7 @@ import numpy as np
 import scipy.stats
 
 from .baselines import excess_kurtosis, mp_edges  # noqa: F401  (kurtosis: an entry statistic, re-exported)
+from .errors import AnalysisError
 
 
 def normalised(sv: np.ndarray) -> np.ndarray:
@@ -78,6 +79,20 @@ def powerlaw_alpha(sv: np.ndarray) -> dict:
         fit = powerlaw.Fit(lam, xmin=xmin, verbose=False)
     return {"alpha": float(fit.power_law.alpha), "xmin": float(fit.power_law.xmin),
             "ks": float(fit.power_law.D), "n_tail": int(np.sum(lam >= fit.power_law.xmin))}
+
+
+def unmeasurable(sv: np.ndarray, rows: int, cols: int) -> str:
+    """Why a spectrum's measures would be NaN or noise ("" if they are not): the tail fit
+    (tail_alpha) needs at least two distinct nonzero eigenvalues, and a value below NumPy's
+    matrix_rank tolerance (max(rows, cols) * eps * sigma_max) is rounding, not signal."""
+    sv = np.asarray(sv, dtype=np.float64)
+    top = float(sv.max()) if sv.size else 0.0
+    signal = sv[sv > top * max(rows, cols) * np.finfo(np.float64).eps] if top > 0 else sv[:0]
+    if len(signal) < 2:
+        return f"rank {len(signal)} of {len(sv)}: the tail fit needs at least 2 nonzero singular values"
+    if len(np.unique(signal**2)) < 2:
+        return f"{len(signal)} equal nonzero singular values: the tail fit needs at least 2 distinct ones"
+    return ""
 
 
 def ks_optimal_xmin(x: np.ndarray, block: int = 256) -> float:
@@ -220,6 +235,11 @@ def tables(records: list[dict], q: float = 0.1):
     for r in records:
         ids = (r["run"], r["step"], r["block"], r["role"])
         weights, draws = of_record(r, q)
+        bad = [k for k, v in weights.items() if not np.isfinite(v)] + [f"{d[0]} draw {d[1]} {d[2]}" for d in draws
+                                                                       if not np.isfinite(d[3])]
+        if bad:  # extract.spectra refuses such spectra; this keeps any that slip through out of the tables
+            raise AnalysisError(f"run {ids[0]!r} step {ids[1]} block {ids[2]} {ids[3]}: non-finite {', '.join(bad)}; "
+                                "expected finite measures of a spectrum")
         w_rows += [(*ids, k, float(v)) for k, v in weights.items()]
         d_rows += [(*ids, *d) for d in draws]
     cols = ["run", "step", "block", "role"]

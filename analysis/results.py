@@ -21,7 +21,7 @@ from .architectures import resolve_block
 from .checkpoints import CheckpointError, TransientError, depth_steps, is_transient, open_runs, select_steps
 from .store import Store, key_digest
 
-TABLES_VERSION = 6  # 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
+TABLES_VERSION = 7  # 7: the audit flags rank-1 tensors; 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
 CHAPTER_TABLES = {
     "index": ("verdicts", "published_verdicts"),
     "weight-distribution": ("spectra", "measures", "draws", "verdicts"),
@@ -47,6 +47,7 @@ class Results:
         # Temporary read failures seen (offline, network): while there are any, no table is
         # cached, so a later good run never meets results shaped by them.
         self.transient = []
+        self._warned = set()  # flag warnings given (each once)
 
     @cached_property
     def runs(self) -> dict:
@@ -86,11 +87,12 @@ class Results:
         exclude_flagged is set (flagged steps are always warned about)."""
         return {name: self.choose_steps(name, self.cfg["steps"]) for name in self.runs}
 
-    def choose_steps(self, name: str, setting) -> list[int]:
-        """A steps setting ("all" or a list) for one run, less the audit's flagged steps when
-        exclude_flagged is set: every step choice goes through here. A step the audit could
-        not read for a temporary reason is never left out silently: that is an error."""
-        steps = select_steps(self.runs[name], setting)
+    def choose_steps(self, name: str, setting, what: str = "analysis.steps") -> list[int]:
+        """A steps setting ("all" or a list; its name: `what`) for one run, less the audit's
+        flagged steps when exclude_flagged is set: every step choice goes through here. A step
+        the audit could not read for a temporary reason is never left out silently, and
+        leaving out every step is no result: both are errors."""
+        steps = select_steps(self.runs[name], setting, what)
         flagged = audit.flagged_steps(self.audit).get(name, set())
         bad = sorted(flagged & set(steps))
         if not bad:
@@ -98,13 +100,20 @@ class Results:
         rows = self.audit[(self.audit.run == name) & self.audit.step.isin(bad)]
         temporary = sorted(rows[rows["transient"].astype(bool)]["step"])
         if temporary and self.cfg["exclude_flagged"]:
-            raise TransientError(f"run {name!r}: the audit could not read step(s) {temporary} for a temporary reason "
-                                 f"({audit.why(self.audit, name, temporary[0])}); exclude_flagged would leave them out of "
-                                 "the results, so nothing was computed; retry when they can be read")
+            raise TransientError(f"run {name!r}: exclude_flagged would leave out step(s) {temporary}, so nothing was "
+                                 f"computed; step {temporary[0]} {audit.why(self.audit, name, temporary[0])}")
         why = "; ".join(f"{s}: {audit.why(self.audit, name, s)}" for s in bad)
+        kept = [s for s in steps if not (self.cfg["exclude_flagged"] and s in bad)]
+        if not kept:
+            raise CheckpointError(f"run {name!r}: no step is left for {what}: the audit flags every one of {steps} "
+                                  f"({why}) and exclude_flagged leaves flagged steps out; fix or replace those "
+                                  "checkpoints, or set exclude_flagged: false to analyse them anyway")
         action = "left out (exclude_flagged)" if self.cfg["exclude_flagged"] else "kept; set exclude_flagged to leave them out"
-        warnings.warn(f"run {name!r}: the audit flags steps ({why}): {action}", stacklevel=3)
-        return [s for s in steps if not (self.cfg["exclude_flagged"] and s in bad)]
+        message = f"run {name!r}: the audit flags steps ({why}): {action}"
+        if message not in self._warned:  # once per run and steps, however many settings choose them
+            self._warned.add(message)
+            warnings.warn(message, stacklevel=3)
+        return kept
 
     @cached_property
     def depth_steps(self) -> dict:

@@ -121,7 +121,7 @@ def test_describe_rows_carry_the_role_and_the_tiny_manifest_entry(run_folder, tm
 def test_select_steps_names_what_is_missing(run_folder):
     run = Run("r", run_folder)
     assert select_steps(run, "all") == [0, 10]
-    with pytest.raises(CheckpointError, match=r"analysis.steps: run 'r' has no step\(s\) \[5\]"):
+    with pytest.raises(config.ConfigError, match=r"analysis.steps: run 'r' has no step\(s\) \[5\]"):
         select_steps(run, [0, 5])
 
 

@@ -46,16 +46,40 @@ def _sha256_file(fs, path: str) -> str:
 
 def defect(t: np.ndarray) -> str:
     """Why `t` cannot be a weight matrix ("" if it can): not floating point (a mask or ids
-    relabelled as weights), non-finite values, or every value equal (all zero: rank 0;
-    constant: rank 1 with no spread), whose spectra and fitted baselines are NaN or meaningless."""
+    relabelled as weights), non-finite values, empty, or (a matrix) of rank 0 or 1 (all zero,
+    constant, one entry, an outer product), whose spectrum has fewer than two nonzero values:
+    no tail to fit, and baselines that say nothing."""
     if t.dtype.kind != "f":
         return f"of dtype {t.dtype}, not floating point"
     bad = int(t.size - np.count_nonzero(np.isfinite(t)))
     if bad:
         return f"holding {bad} non-finite values"
-    if t.size and not np.any(t != t.flat[0]):
+    if t.size == 0:
+        return f"empty (shape {tuple(t.shape)})"
+    if not np.any(t != t.flat[0]):
         return "all zero" if t.flat[0] == 0 else f"constant (every value {float(t.flat[0]):g})"
+    if t.ndim == 2 and rank_at_most_one(t):
+        return f"of rank 1 (every row a multiple of one row; shape {tuple(t.shape)})"
     return ""
+
+
+def rank_at_most_one(w: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """Whether w: (m, n) is of rank <= 1 to the precision of its dtype: its rows less their
+    projection on the largest row leave, in Frobenius norm, at most 2 eps ||w||_F, which the
+    rounding of a rank-1 matrix to w's dtype stays within (and any rank-1 projection leaves
+    at least sqrt(sigma_2^2 + ...)). O(m n), in float64 row chunks of about `chunk` entries:
+    cheap enough for the audit, whatever the matrix's size."""
+    rows = max(1, chunk // max(1, w.shape[1]))
+    chunks = [slice(i, i + rows) for i in range(0, len(w), rows)]
+    norms = np.concatenate([np.einsum("ij,ij->i", w[c], w[c], dtype=np.float64) for c in chunks])
+    r = np.asarray(w[int(np.argmax(norms))], dtype=np.float64)
+    r = r / np.linalg.norm(r)
+    rest = 0.0
+    for c in chunks:
+        p = np.asarray(w[c], dtype=np.float64)
+        rest += float(np.sum((p - np.outer(p @ r, r)) ** 2))
+    eps = np.finfo(w.dtype if w.dtype.kind == "f" else np.float64).eps
+    return bool(np.sqrt(rest) <= 2 * eps * np.sqrt(norms.sum()))
 
 
 def _os_error(e: OSError, what: str) -> CheckpointError:
@@ -319,12 +343,24 @@ class Checkpoint:
         names = architectures.tensor_names(self.architecture, role, block, self.n_layers)
         got = self.tensors(names)
         parts = [got[n] for n in names]
+        where = f"run {self.run!r} step {self.step} block {block} {role}"
         for name, part in zip(names, parts):
-            why = defect(part)
+            why = f"of shape {tuple(part.shape)}, not a matrix" if part.ndim != 2 else defect(part)
             if why:  # refused here, so no spectrum, measure or cache record is ever made from it
-                raise CheckpointError(f"run {self.run!r} step {self.step}: tensor {name!r} in "
-                                      f"{self._path(self.weight_map[name])} is {why}; a weight matrix has finite "
-                                      "floating-point values that are not all equal")
+                raise CheckpointError(f"{where}: tensor {name!r} in {self._path(self.weight_map[name])} is {why}; "
+                                      "a weight matrix has finite floating-point values and rank >= 2 (the tail fit "
+                                      "needs at least 2 nonzero singular values)")
         if self.architecture.transposed:
             parts = [p.T for p in parts]
+        # The side that meets the residual stream has the model's width, where config.json says it.
+        width = next((self.config[k] for k in ("hidden_size", "n_embd") if isinstance(self.config.get(k), int)), None)
+        side = 1 if role in ("qkv", "mlp_in") else 0  # w: (out, in)
+        for name, part in zip(names, parts):
+            if width is not None and part.shape[side] != width:
+                raise CheckpointError(f"{where}: tensor {name!r} in {self._path(self.weight_map[name])} reads as "
+                                      f"(out, in) = {tuple(part.shape)}; config.json's width {width} expects "
+                                      f"{'in' if side else 'out'} = {width}")
+        if len(parts) > 1 and len({p.shape[1] for p in parts}) > 1:
+            raise CheckpointError(f"{where}: tensors {', '.join(names)} have shapes {[tuple(p.shape) for p in parts]}; "
+                                  "stacked as rows they need one input width")
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)

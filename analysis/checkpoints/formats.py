@@ -18,6 +18,7 @@ import math
 import pickle
 import struct
 import zipfile
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -319,8 +320,13 @@ def torch_zip_index(f, where: str) -> dict[str, TensorInfo]:
         p = zf.getinfo(pkl[0])
         f.prefetch([(p.header_offset, p.header_offset + 30 + len(p.orig_filename.encode()) + LOCAL_EXTRA_GUESS
                      + p.compress_size)])
+    try:  # a zip's own checks (CRC, header magic, compression) fail in zipfile's or zlib's types
+        raw = zf.read(pkl[0])
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as e:
+        raise FormatError(f"{where}: member {pkl[0]!r} cannot be read from the archive ({type(e).__name__}: {e}); "
+                          "expected a stored (uncompressed) member whose bytes match its CRC") from e
     try:
-        state = RestrictedUnpickler(zf.read(pkl[0]), where).load()
+        state = RestrictedUnpickler(raw, where).load()
     except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError, KeyError) as e:
         raise FormatError(_pickle_problem(e, where)) from e
     if not isinstance(state, dict):

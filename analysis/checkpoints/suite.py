@@ -42,13 +42,13 @@ def open_runs(cfg: dict) -> dict:
     return runs
 
 
-def select_steps(run, steps) -> list[int]:
-    """`steps` setting ("all" or a list) resolved against what the run has."""
+def select_steps(run, steps, setting: str = "analysis.steps") -> list[int]:
+    """A steps setting ("all" or a list; its name: `setting`) resolved against what the run has."""
     if steps == "all":
         return run.steps
     missing = [s for s in steps if s not in run.steps]
-    if missing:
-        raise CheckpointError(f"analysis.steps: run {run.name!r} has no step(s) {missing}; it has {run.steps}")
+    if missing:  # a setting that names what is not there: a settings error (exit 2)
+        raise config.ConfigError(f"{setting}: run {run.name!r} has no step(s) {missing}; it has {run.steps}")
     return list(steps)
 
 
