@@ -130,12 +130,59 @@ def _tails(slope: float, blocks: int = 12, models=("a", "b", "c"), role="qkv", s
 def test_published_depth_trend_verdict_comes_out_every_way(slope, role, expected):
     from analysis import verdicts
 
-    rows = verdicts.published_depth_trends(_tails(slope, role=role), 0.95, 300, 0, pooled_name="pooled")
+    rows = verdicts.published_depth_trends(_tails(slope, role=role), 0.95, 300, 0, pooled_name="pooled", power_sims=20)
     assert len(rows) == 2 * 4  # (3 models + pooled) x (last step, averaged)
     pooled = rows[rows.run == "pooled"]
     assert set(pooled.verdict) == {expected}
     assert (pooled.low <= pooled.effect).all() and (pooled.effect <= pooled.high).all()
     assert np.allclose(rows[rows.run != "pooled"].effect, slope, atol=0.2)
+
+
+def test_order_test_false_positive_rate_under_autocorrelated_blocks_is_near_the_level():
+    """Neighbouring blocks are alike (lag-1 autocorrelation 0.15–0.6 in the published tail
+    ratios): trend-free AR(1) series must be decided at about the level or less, though the
+    permutation null alone rejects far more of them."""
+    from analysis import verdicts
+
+    rng = np.random.default_rng(3)
+    for n in (12, 24):
+        x = np.arange(n) / (n - 1)
+        tests = [verdicts.order_test(x, z, 0.95, 200, k) for k, z in enumerate(verdicts._ar1(0.5, n, 300, rng))]
+        decided = np.mean([t["p"] <= 0.05 for t in tests])
+        assert decided <= 0.08, (n, decided)
+        assert np.mean([t["p_perm"] <= 0.05 for t in tests]) > 2 * max(decided, 0.02)
+
+
+def test_order_test_is_exact_under_exchangeable_blocks_and_powerful_against_a_clear_trend():
+    from analysis import verdicts
+
+    rng = np.random.default_rng(4)
+    x = np.arange(6) / 5
+    p = [verdicts.order_test(x, rng.normal(size=6), 0.95, 200, k)["p_perm"] for k in range(400)]
+    assert abs(np.mean(np.asarray(p) <= 0.05) - 0.05) < 0.035  # every order of 6 blocks: exact
+    assert verdicts.order_power(np.arange(24) / 23, rng.normal(0, 0.1, 24), 1.0, 0.95, 40, 100, 0) > 0.8
+    assert verdicts.order_power(np.arange(24) / 23, rng.normal(0, 0.1, 24), 0.01, 0.95, 40, 100, 0) < 0.2
+
+
+def test_published_contrast_and_across_models_verdicts():
+    """The study's contrast (output minus input, paired by block) falls where outputs fall and
+    inputs stay flat; across models "holds" needs every size, and one size contradicting at
+    the Bonferroni level makes it "does not hold"."""
+    from analysis import verdicts
+
+    t = pd.concat([_tails(-1.0, role="mlp_out", seed=1), _tails(0.0, role="mlp_in", seed=2)], ignore_index=True)
+    rows = verdicts.published_depth_trends(t, 0.95, 300, 0, pooled_name="pooled", power_sims=0)
+    contrast = rows[rows.role == "out − in"]
+    assert len(contrast) == 2 * 4 and set(contrast.verdict) == {"holds"}
+    mixed = pd.concat([_tails(-1.0, role="mlp_out", models=("a", "b")),
+                       _tails(1.0, role="mlp_out", models=("c",), seed=5)], ignore_index=True)
+    pooled = verdicts.published_depth_trends(mixed, 0.95, 300, 0, pooled_name="pooled", power_sims=0)
+    pooled = pooled[pooled.run == "pooled"]
+    assert set(pooled.verdict) == {"does not hold"} and (pooled.effect == 2).all() and (pooled.contradict == 1).all()
+    flat = pd.concat([_tails(-1.0, role="mlp_out", models=("a", "b")),
+                      _tails(0.0, role="mlp_out", models=("c",), seed=5)], ignore_index=True)
+    pooled = verdicts.published_depth_trends(flat, 0.95, 300, 0, pooled_name="pooled", power_sims=0)
+    assert set(pooled[pooled.run == "pooled"].verdict) == {"undecided"}
 
 
 def test_phase_shift_is_located_and_judged_against_a_smooth_null():

@@ -148,23 +148,28 @@ def scaling(std: pd.DataFrame, tail: pd.DataFrame, models: list[str]):
     return fig
 
 
-VERDICT_MARKS = {"holds": "**holds**", "does not hold": "**does not hold**", "undecided": "undecided"}
-
-
 def verdict_grid(rows: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """Claim-3 rows (verdicts.published_depth_trends) as a grid for display: one row per
-    matrix and time (last step, averaged over training), one column per model; each cell the
-    verdict, the slope with its interval and the resolution (smallest slope detected with 80%
-    power). Shaping only."""
-    def cell(x):
-        return (f"{VERDICT_MARKS[x['verdict']]} {x['effect']:.{digits}g} [{x['low']:.{digits}g}, {x['high']:.{digits}g}]"
-                f" (res. {x['resolution']:.2g})")
+    matrix (or output − input contrast) and time (last step, averaged over training), one
+    column per model; each cell the proxy verdict (verdicts.PROXY_LABELS), the slope with the
+    interval of its two nulls, p, power against the smallest effect of interest, and the
+    verdict without the first / last block; across-model cells: sizes confirming and
+    contradicting. Shaping only."""
+    from ..verdicts import PROXY_LABELS
 
-    when = rows["detail"].str.split(r" \(|;", regex=True).str[0]
-    out = rows.assign(when=when, cell=rows.apply(cell, axis=1))
+    def cell(x):
+        label = PROXY_LABELS[x["verdict"]]
+        label = f"**{label}**" if x["verdict"] != "undecided" else label
+        if x["comparison"] == "count":
+            return f"{label}: {x['detail'].split('; ', 1)[1]}"
+        drop = " / ".join(PROXY_LABELS[x[k]].removeprefix("proxy ") for k in ("without_first", "without_last"))
+        return (f"{label} {x['effect']:.{digits}g} [{x['low']:.{digits}g}, {x['high']:.{digits}g}], p {x['p']:.2g}, "
+                f"power {x['power']:.0%}; without first / last block: {drop}")
+
+    out = rows.assign(cell=rows.apply(cell, axis=1))
     grid = out.pivot_table(index=["role", "when"], columns="run", values="cell", aggfunc="first", sort=False)
     grid = grid[list(dict.fromkeys(rows["run"]))].reset_index()
-    grid["role"] = grid["role"].map(style.ROLE_LABELS)
+    grid["role"] = grid["role"].map(lambda r: style.ROLE_LABELS.get(r, "output − input (paired by block)"))
     return grid.rename(columns={"role": "matrix", "when": "tail ratio"})
 
 
