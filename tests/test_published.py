@@ -105,6 +105,36 @@ def test_fidelity_agrees_with_itself_and_catches_a_swapped_step(folder_run):
     assert cmp[cmp.step.isin([1000, 4000])]["agrees"].all()
 
 
+def test_fidelity_tolerance_matches_float32_arithmetic_and_catches_a_near_neighbour_step(folder_run):
+    """The publisher's float32 statistics of float16 weights agree with ours far inside the
+    tolerance; a swapped step whose statistics differ by 3e-4 relative — inside the old
+    float16-rounding tolerance 2^-10 — is caught."""
+    roles = ["qkv", "attn_out", "mlp_in", "mlp_out"]
+    ck = folder_run.checkpoint(1000)
+    for role in roles:
+        w = ck.matrix(role, 0)
+        ours = weight_stats.matrix_stats(w)
+        f = torch.from_numpy(np.array(w, dtype=np.float16)).float()
+        theirs = {"std": f.std().item(), "mean": f.mean().item(), "max": f.max().item(), "norm": f.norm().item()}
+        rms = np.hypot(ours["std"], ours["mean"])
+        for k, tol in weight_stats.TOLERANCE.items():
+            assert abs(ours[k] - theirs[k]) / (rms if k == "mean" else abs(ours[k])) < tol / 10, (role, k)
+    ours = weight_stats.of_runs({folder_run.name: folder_run}, {folder_run.name: folder_run.steps}, roles)
+    # Step 3000 made a near copy of step 2000: every statistic 3e-4 relative away (mean: of the rms).
+    near = ours.copy()
+    two, three = near.step == 2000, near.step == 3000
+    rms = np.hypot(*(near[two & (near.statistic == s)].set_index(["block", "role"])["value"] for s in ("std", "mean")))
+    base = near[two].set_index(["block", "role", "statistic"])["value"]
+    shift = np.where(base.index.get_level_values("statistic") == "mean",
+                     3e-4 * rms.reindex(base.index.droplevel("statistic")).to_numpy(), 3e-4 * base.abs().to_numpy())
+    near.loc[three, "value"] = (base + shift).reindex(pd.MultiIndex.from_frame(near.loc[three, ["block", "role", "statistic"]])).to_numpy()
+    pub = near.drop(columns=["run", "n"]).copy()
+    a, b = pub.step == 2000, pub.step == 3000
+    pub.loc[a, "step"], pub.loc[b, "step"] = 3000, 2000
+    assert weight_stats.compare(near, pub, 2.0**-10)["agrees"].all()  # the old tolerance lets it through
+    assert weight_stats.mismatched_steps(weight_stats.compare(near, pub)) == [2000, 3000]
+
+
 def test_matrix_stats_norm_follows_from_std_and_mean():
     w = np.random.default_rng(1).normal(0.3, 2.0, (40, 30))
     s = weight_stats.matrix_stats(w)
