@@ -91,6 +91,19 @@ def sharpest_kink(steps, values, window: int = KINK_WINDOW) -> dict:
             "acceleration": float(after[k] / before[k])}
 
 
+def acceleration_at(steps, values, step, window: int = KINK_WINDOW) -> float:
+    """Slope over the `window` checkpoints after `step` over the slope over the `window`
+    before it (a shared kink's size in a curve whose own sharpest kink may lie elsewhere);
+    NaN where either window runs off the curve or the slope before is not positive."""
+    x, y = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    k = int(np.searchsorted(x, step))
+    if k < window or k + window >= len(x) or x[k] != step:
+        return np.nan
+    before = window_slopes(x[k - window:k + 1], y[k - window:k + 1], window)[0]
+    after = window_slopes(x[k:k + window + 1], y[k:k + window + 1], window)[0]
+    return float(after / before) if before > 0 else np.nan
+
+
 def noise_sd(values) -> float:
     """Checkpoint-to-checkpoint noise of a smooth trajectory: the MAD of its second
     differences over √6 (each is a sum of three noise terms with weights 1, −2, 1), robust to

@@ -272,3 +272,13 @@ def test_fidelity_recipe_compares_runs_of_a_published_size_only(folder_run, monk
     assert set(fid.run) == {"pythia-70m-deduped"} and set(fid["size"]) == {"19m"}
     assert weight_stats.mismatched_steps(fid) == [1000, 4000]
     assert len(fid) == 4 * 3 * 4 * 4  # steps x blocks x roles x statistics
+
+
+def test_acceleration_at_a_shared_step():
+    from analysis import dynamics
+
+    steps = np.arange(1000, 142001, 1000)
+    y = np.interp(steps, [1000, 20000, 35000, 142000], [50, 60, 110, 100])
+    assert dynamics.acceleration_at(steps, y, 20000) > 4
+    assert np.isclose(dynamics.acceleration_at(steps, y, 10000), 1.0)
+    assert np.isnan(dynamics.acceleration_at(steps, y, 2000))  # the window before runs off the curve
