@@ -202,17 +202,20 @@ def _published_slopes(r):
     return pd.DataFrame(rows)
 
 
+PHASE_NULL_DRAWS = 200  # surrogate curves per block for the kink detector's null
+
+
 def _published_phase(r):
-    """Per size and block: two changes of slope in the QKV norm trajectory (dynamics.change_points;
-    the study's phase shift was in QKV).
-    -> (size, role, block, onset, end, slope_before, slope_during, slope_after, acceleration)"""
+    """Per size and block: the QKV norm trajectory's sharpest kink and whether it is a phase
+    shift against that block's smooth null (dynamics.phase_shift; the study's phase shift was
+    in QKV). -> (size, role, block, step, before, after, acceleration, p, false_positive, shift)"""
     rows = []
+    level = r.cfg["verdicts"]["level"]
     for (size, role, block), g in published.norms(_published_usable(r)).query("role == 'qkv'").groupby(["size", "role", "block"], sort=False):
         g = g.sort_values("step")
-        cp = dynamics.change_points(g["step"].to_numpy(), g["value"].to_numpy())
-        rows.append({"size": size, "role": role, "block": int(block), "onset": cp["breaks"][0], "end": cp["breaks"][1],
-                     "slope_before": cp["slopes"][0], "slope_during": cp["slopes"][1], "slope_after": cp["slopes"][2],
-                     "acceleration": cp["acceleration"]})
+        ps = dynamics.phase_shift(g["step"].to_numpy(), g["value"].to_numpy(), PHASE_NULL_DRAWS,
+                                  r.cfg["seed"] + int(block), level)
+        rows.append({"size": size, "role": role, "block": int(block), **ps})
     return pd.DataFrame(rows)
 
 

@@ -60,18 +60,83 @@ def activation_kurtosis(activations: list[dict]) -> pd.DataFrame:
 
 
 
-def change_points(steps, values, n_breaks: int = 2, min_size: int = 3) -> dict:
-    """The n_breaks changes of slope that best split a trajectory into joined straight
-    lines (ruptures' exact dynamic programming, continuous piecewise-linear cost), each
-    located to a checkpoint, with every segment's least-squares slope per step. Always
-    finds them: a location, not a test. With two breaks, a "phase shift" shows as a middle
-    segment steeper than the first (acceleration = its slope over the first's, above 1).
-    -> {breaks: [step], slopes: [per segment], acceleration}"""
-    import ruptures
+KINK_WINDOW = 5  # checkpoints each side of a candidate kink (5000 steps in Pythia's schedule)
+KINK_GROWING = 0.1  # a kink is looked for where the curve grows: slope before ≥ this share of its steepest
+SHIFT_ACCELERATION = 2.0  # a "phase shift": the slope at least doubles across the kink
 
+
+def window_slopes(x: np.ndarray, y: np.ndarray, w: int) -> np.ndarray:
+    """Least-squares slope of y on x over every run of w + 1 consecutive points. -> (len(x) − w,)"""
+    X, Y = (np.lib.stride_tricks.sliding_window_view(a, w + 1) for a in (x, y))
+    xc = X - X.mean(axis=1, keepdims=True)
+    return (xc * (Y - Y.mean(axis=1, keepdims=True))).sum(axis=1) / (xc**2).sum(axis=1)
+
+
+def sharpest_kink(steps, values, window: int = KINK_WINDOW) -> dict:
+    """The checkpoint where a growing trajectory's slope increases most: slope over the
+    next `window` checkpoints minus slope over the previous `window`, among checkpoints
+    where the curve grows on both sides (slope before at least KINK_GROWING of the curve's
+    steepest window slope, so a ratio is not taken of a near-zero slope), and the
+    acceleration there (slope after over slope before). Always finds a kink when the curve
+    grows anywhere: a location; whether it is a phase shift is `kink_null`'s to judge.
+    -> {step, before, after, acceleration} (step NaN where the curve never grows)"""
     x, y = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
-    ends = ruptures.Dynp(model="clinear", min_size=min_size, jump=1).fit(y.reshape(-1, 1)).predict(n_bkps=n_breaks)
-    cuts = [0] + [k - 1 for k in ends[:-1]] + [len(x) - 1]  # segments share their end checkpoints
-    slopes = [float(np.polyfit(x[a:b + 1], y[a:b + 1], 1)[0]) for a, b in zip(cuts[:-1], cuts[1:])]
-    return {"breaks": [int(x[k]) for k in cuts[1:-1]], "slopes": slopes,
-            "acceleration": slopes[1] / slopes[0] if slopes[0] != 0 else np.nan}
+    s = window_slopes(x, y, window)
+    before, after = s[:-window], s[window:]  # at checkpoints window … len − window − 1
+    ok = (before >= KINK_GROWING * s.max()) & (after > 0) & (s.max() > 0)
+    if not ok.any():
+        return {"step": np.nan, "before": np.nan, "after": np.nan, "acceleration": np.nan}
+    k = int(np.argmax(np.where(ok, after - before, -np.inf)))
+    return {"step": float(x[k + window]), "before": float(before[k]), "after": float(after[k]),
+            "acceleration": float(after[k] / before[k])}
+
+
+def acceleration_at(steps, values, step, window: int = KINK_WINDOW) -> float:
+    """Slope over the `window` checkpoints after `step` over the slope over the `window`
+    before it (a shared kink's size in a curve whose own sharpest kink may lie elsewhere);
+    NaN where either window runs off the curve or the slope before is not positive."""
+    x, y = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    k = int(np.searchsorted(x, step))
+    if k < window or k + window >= len(x) or x[k] != step:
+        return np.nan
+    before = window_slopes(x[k - window:k + 1], y[k - window:k + 1], window)[0]
+    after = window_slopes(x[k:k + window + 1], y[k:k + window + 1], window)[0]
+    return float(after / before) if before > 0 else np.nan
+
+
+def noise_sd(values) -> float:
+    """Checkpoint-to-checkpoint noise of a smooth trajectory: the MAD of its second
+    differences over √6 (each is a sum of three noise terms with weights 1, −2, 1), robust to
+    a few kinks."""
+    d = np.diff(np.asarray(values, dtype=np.float64), 2)
+    return float(scipy.stats.median_abs_deviation(d, scale="normal") / np.sqrt(6))
+
+
+def kink_null(steps, values, draws: int, seed: int, window: int = KINK_WINDOW) -> np.ndarray:
+    """`sharpest_kink`'s acceleration on surrogate curves without a shift: the trajectory's
+    smooth fit (a cubic in log step: it bends, saturates and turns slowly, but cannot turn
+    sharply; a quadratic cannot follow saturating growth and lets ~10% of smooth curves
+    through) plus independent Gaussian noise of the trajectory's own checkpoint-to-checkpoint
+    size (`noise_sd`).
+    The share at or above a threshold is the detector's false-positive rate on this curve.
+    -> (draws,) accelerations (NaN where a surrogate never grows)"""
+    x, y = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    smooth = np.polyval(np.polyfit(np.log(x), y, 3), np.log(x))
+    rng = np.random.default_rng(seed)
+    sd = noise_sd(y)
+    return np.array([sharpest_kink(x, smooth + rng.normal(0, sd, len(x)), window)["acceleration"]
+                     for _ in range(draws)])
+
+
+def phase_shift(steps, values, draws: int, seed: int, level: float = 0.95,
+                threshold: float = SHIFT_ACCELERATION) -> dict:
+    """A trajectory's sharpest kink judged against its smooth null (`kink_null`): a phase
+    shift when the acceleration is at least `threshold` and beyond what the null gives
+    (p = share of null draws at least as large, counted with the observed; p ≤ 1 − level).
+    -> sharpest_kink's dict + {p, false_positive (null draws at or above threshold), shift}"""
+    k = sharpest_kink(steps, values)
+    null = np.nan_to_num(kink_null(steps, values, draws, seed), nan=0.0)
+    acc = k["acceleration"]
+    p = float((1 + np.sum(null >= acc)) / (1 + draws)) if np.isfinite(acc) else 1.0
+    return {**k, "p": p, "false_positive": float(np.mean(null >= threshold)),
+            "shift": bool(np.isfinite(acc) and acc >= threshold and p <= 1 - level)}

@@ -22,6 +22,8 @@ from .checkpoints import CheckpointError, TransientError, depth_steps, is_transi
 from .store import Store, key_digest
 
 TABLES_VERSION = 7  # 7: the audit flags rank-1 tensors; 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
+# Per-table versions on top of TABLES_VERSION: bumping one recomputes only that table.
+TABLE_VERSIONS = {"published_phase": 2, "published_verdicts": 2}
 CHAPTER_TABLES = {
     "index": ("verdicts", "published_verdicts"),
     "weight-distribution": ("spectra", "measures", "draws", "verdicts"),
@@ -148,7 +150,8 @@ class Results:
 
     def key(self, name: str) -> dict:
         settings = {k: v for k, v in self.cfg.items() if k not in NOT_RESULTS}
-        return {"kind": "table", "name": name, "version": TABLES_VERSION, "settings": settings, "suite": self.suite}
+        key = {"kind": "table", "name": name, "version": TABLES_VERSION, "settings": settings, "suite": self.suite}
+        return {**key, "table_version": TABLE_VERSIONS[name]} if name in TABLE_VERSIONS else key
 
     def __getattr__(self, name):
         if name.startswith("_") or name not in compute.TABLES:

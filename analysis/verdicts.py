@@ -383,6 +383,8 @@ def _interval_text(row) -> str:
     """One row's evidence in a few characters: its interval, or its value against the band."""
     if not np.isfinite(row["effect"]):
         return f"{row['role']} —"
+    if row.get("comparison") == "count":
+        return f"{row['role']} {int(row['effect'])} of {int(row['noise_high'])} sizes"
     if row["low"] == row["high"]:
         return f"{row['role']} {row['effect']:.3g} vs [{row['noise_low']:.3g}, {row['noise_high']:.3g}]"
     return f"{row['role']} [{row['low']:.3g}, {row['high']:.3g}]"
@@ -408,65 +410,177 @@ def summary(table: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
 
 
 PUBLISHED_PARTS = {  # claim 3 on the study's published Pythia statistics, by whether a role is an output matrix
-    True: "output matrix lighter-tailed in later blocks (Pythia, published max/std)",
-    False: "input matrix same or heavier-tailed in later blocks (Pythia, published max/std)",
+    True: "output matrix lighter-tailed in later blocks (Pythia, published max/std proxy)",
+    False: "input matrix same or heavier-tailed in later blocks (Pythia, published max/std proxy)",
+    "contrast": "output minus input matrices' tail falls with depth (Pythia, published max/std proxy)",
 }
+# A proxy's verdict is about the entries' upper tail, not the spectrum: named as such wherever shown.
+PROXY_LABELS = {iv.HOLDS: "proxy consistent", iv.FAILS: "proxy inconsistent", iv.UNDECIDED: "proxy undecided"}
+# Smallest effect of interest, fixed before looking: the tail ratio moving by a tenth of its
+# mean (over blocks) from the first block to the last. Power is stated against it.
+PUBLISHED_SESOI = 0.10
+POWER_SIMS = 200
 
 
-def _relative_slope(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.polyfit(x, y, 1)[0]) if np.ptp(x) > 0 else np.nan
+def _slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """OLS slope of each row of y (..., n) on x (n,)."""
+    xc = x - x.mean()
+    return (y - y.mean(axis=-1, keepdims=True)) @ xc / (xc @ xc)
 
 
-def pooled_slope(per_model: dict, level: float, n_boot: int, seed: int) -> tuple[float, float, float, float]:
-    """Mean over models of the OLS slope of value on relative depth, with a two-level
-    percentile bootstrap (models resampled, then blocks within each): the claim is about
-    every size, so both the sizes and the blocks are units. per_model: {model: (x, y)}.
-    -> (mean slope, low, high, resolution at 80% power from the bootstrap's se)"""
-    models = list(per_model)
-    est = float(np.mean([_relative_slope(*per_model[m]) for m in models]))
+def _lag1(r: np.ndarray) -> float:
+    r = r - r.mean()
+    return float((r[1:] * r[:-1]).sum() / (r * r).sum()) if (r * r).sum() > 0 else 0.0
+
+
+def _ar1(phi: float, n: int, draws: int, rng) -> np.ndarray:
+    """Stationary AR(1) series of unit marginal variance. -> (draws, n)"""
+    e = rng.standard_normal((draws, n)) * np.sqrt(1 - phi**2)
+    z = np.empty((draws, n))
+    z[:, 0] = rng.standard_normal(draws)
+    for k in range(1, n):
+        z[:, k] = phi * z[:, k - 1] + e[:, k]
+    return z
+
+
+def ar1_noise(y: np.ndarray) -> tuple[float, float]:
+    """AR(1) parameters of the noise in y, unaffected by a linear trend: from the first
+    differences, whose lag-1 autocorrelation is −(1 − φ)/2 and whose variance is
+    2σ²(1 − φ). φ is biased low in short series: 4/n is added (calibrated by simulation
+    so that order_test's false-positive rate stays at or below its level for φ up to 0.6
+    and 6–24 blocks), and it is kept in [0, 0.95]. -> (φ, marginal sd σ)"""
+    d = np.diff(np.asarray(y, dtype=np.float64))
+    phi = float(np.clip(1 + 2 * _lag1(d) + 4 / len(y), 0.0, 0.95))
+    return phi, float(d.std(ddof=1) / np.sqrt(2 * (1 - phi)))
+
+
+def order_test(x, y, level: float, draws: int, seed: int) -> dict:
+    """Trend of y over blocks in depth order x, judged against two nulls of no trend: the
+    block order permuted (exact when blocks are exchangeable; every order for up to 7
+    blocks) and AR(1) series with the blocks' own lag-1 autocorrelation (estimated under
+    the null from y in depth order, bias-corrected) and spread (neighbouring blocks are
+    alike, which a permutation breaks: alone it rejects up to ~25% of trend-free AR(1)
+    series at φ = 0.5). The AR(1) noise is estimated from the blocks' differences
+    (`ar1_noise`), so a trend is not mistaken for autocorrelation. p is the larger of the
+    two; the interval is the slope ± the wider null's `level` quantile of |slope|.
+    -> {slope, low, high, p, p_perm, p_ar, phi}"""
+    import itertools
+    import math
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    n, rng = len(x), np.random.default_rng(seed)
+    est = float(_slopes(x, y))
+    every = math.factorial(n) <= 5040
+    order = np.array(list(itertools.permutations(range(n)))) if every else np.array([rng.permutation(n) for _ in range(draws)])
+    perm = np.abs(_slopes(x, y[order]))
+    phi, sd = ar1_noise(y)
+    ar = np.abs(_slopes(x, sd * _ar1(phi, n, draws, rng)))
+    hit = perm >= abs(est) * (1 - 1e-9)
+    p_perm = float(hit.mean()) if every else float((1 + hit.sum()) / (1 + len(perm)))  # every order holds the identity
+    p_ar = float((1 + np.sum(ar >= abs(est))) / (1 + draws))
+    h = max(float(np.quantile(perm, level)), float(np.quantile(ar, level)))
+    return {"slope": est, "low": est - h, "high": est + h, "p": max(p_perm, p_ar), "p_perm": p_perm, "p_ar": p_ar,
+            "phi": phi}
+
+
+def order_verdict(t: dict, sign: int, level: float) -> str:
+    """Three-valued: the claimed direction (sign) beyond both nulls holds, the opposite does not."""
+    if not t["p"] <= 1 - level:
+        return iv.UNDECIDED
+    return iv.HOLDS if np.sign(t["slope"]) == sign else iv.FAILS
+
+
+def order_power(x, y, effect: float, level: float, sims: int, draws: int, seed: int) -> float:
+    """Share of simulated data sets — a trend of `effect` over x plus AR(1) noise with y's
+    own autocorrelation and spread (`ar1_noise`) — that order_test
+    decides in effect's direction: its power against that effect under the noise model the
+    test allows for."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    phi, sd = ar1_noise(y)
     rng = np.random.default_rng(seed)
-    reps = []
-    for _ in range(n_boot):
-        slopes = []
-        for m in rng.integers(0, len(models), len(models)):
-            x, y = per_model[models[m]]
-            i = rng.integers(0, len(x), len(x))
-            slopes.append(_relative_slope(x[i], y[i]))
-        reps.append(np.nanmean(slopes))
-    reps = np.asarray(reps)
-    lo, hi = np.quantile(reps[np.isfinite(reps)], [0.5 - level / 2, 0.5 + level / 2])
-    return est, float(lo), float(hi), iv.detectable(float(np.nanstd(reps, ddof=1)), level)
+    noise = sd * _ar1(phi, len(x), sims, rng)
+    hits = [order_verdict(order_test(x, effect * x + e, level, draws, seed + 1 + k), int(np.sign(effect)), level) == iv.HOLDS
+            for k, e in enumerate(noise)]
+    return float(np.mean(hits))
 
 
-def published_depth_trends(tail: pd.DataFrame, level: float, n_boot: int, seed: int,
-                           pooled_name: str = "") -> pd.DataFrame:
+def published_depth_trends(tail: pd.DataFrame, level: float, n_perm: int, seed: int,
+                           pooled_name: str = "", power_sims: int = POWER_SIMS) -> pd.DataFrame:
     """Claim 3 on entry statistics: per model and role, the OLS slope of the tail proxy
     (weight_stats.tail_ratio) on relative depth (block / (blocks − 1): the change from the
-    first block to the last), at the model's last step and averaged over its steps, with a
-    Student-t interval over blocks (depth_slope); and, where `pooled_name` is given, the mean
-    slope over models with a two-level bootstrap (pooled_slope). Output matrices: a falling
-    tail holds; input matrices: a rising tail holds, a falling one does not ("stays the
-    same" cannot be confirmed, only not refuted). tail: (model, role, step, block, value)."""
+    first block to the last), at the model's last step and averaged over its steps, judged by
+    order_test (block-order permutation and AR(1) nulls); its verdict without the first and
+    without the last block; and its power against PUBLISHED_SESOI of the model's mean tail
+    ratio. Output matrices: a falling tail holds; input matrices: a rising one holds, a
+    falling one does not ("stays the same" cannot be confirmed). Also the study's contrast
+    within a model: per block the output matrices' mean tail minus the input matrices',
+    whose slope should fall. Where `pooled_name` is given, per part and time a row across
+    models (`across_models`). tail: (model, role, step, block, value)."""
     rows = []
+    whens = ("last step", "averaged over training")
+
+    def per_block(g, when):
+        g = g[g["step"] == g["step"].max()] if when == "last step" else g
+        return g.groupby("block")["value"].mean().sort_index(), sorted(set(g["step"]))
+
+    def judge(model, role, part, sign, measure, y: pd.Series, steps, when, k):
+        x = y.index.to_numpy(dtype=float) / max(y.index.max(), 1)
+        v, s = y.to_numpy(), seed + 1000 * k
+        t = order_test(x, v, level, n_perm, s)
+        sesoi = sign * PUBLISHED_SESOI * float(np.abs(v).mean() if role != "out − in" else
+                                               tail_mean[model])
+        pw = order_power(x, v, sesoi, level, power_sims, min(n_perm, 200), s) if power_sims else np.nan
+        drop = {name: order_verdict(order_test(x[sl], v[sl], level, n_perm, s), sign, level)
+                for name, sl in (("first", slice(1, None)), ("last", slice(None, -1)))}
+        row = _row(3, part, model, role, measure, t["slope"], t["low"], t["high"], order_verdict(t, sign, level),
+                   resolution=abs(sesoi),
+                   detail=f"{when} ({steps[-1]}" + (")" if len(steps) == 1 else f"; {len(steps)} steps from {steps[0]})")
+                   + f", {len(x)} blocks")
+        return {**row, "p": t["p"], "p_perm": t["p_perm"], "p_ar": t["p_ar"], "phi": t["phi"], "power": pw,
+                "without_first": drop["first"], "without_last": drop["last"], "when": when}
+
+    tail_mean = tail.groupby("model")["value"].mean().to_dict()
+    k = 0
     for role in dict.fromkeys(tail["role"]):
         out = role in OUTPUT_ROLES
-        decide = iv.negative if out else iv.positive
-        for when in ("last step", "averaged over training"):
-            per_model = {}
+        for when in whens:
             for model, g in tail[tail["role"] == role].groupby("model", sort=False):
-                g = g[g["step"] == g["step"].max()] if when == "last step" else g
-                per_block = g.groupby("block")["value"].mean()
-                x = per_block.index.to_numpy(dtype=float) / max(per_block.index.max(), 1)
-                per_model[model] = (x, per_block.to_numpy())
-                est, lo, hi, res = depth_slope(pd.DataFrame({"block": x, "value": per_block.to_numpy()}), level)
-                steps = sorted(set(g["step"]))
-                rows.append(_row(3, PUBLISHED_PARTS[out], model, role, "slope of max/std tail ratio over relative depth",
-                                 est, lo, hi, decide(lo, hi), resolution=res,
-                                 detail=f"{when} ({steps[-1]}" + (")" if len(steps) == 1 else f"; {len(steps)} steps from {steps[0]})")
-                                 + f", {len(x)} blocks"))
-            if pooled_name and len(per_model) > 1:
-                est, lo, hi, res = pooled_slope(per_model, level, n_boot, seed)
-                rows.append(_row(3, PUBLISHED_PARTS[out], pooled_name, role, "mean slope over sizes of max/std tail ratio",
-                                 est, lo, hi, decide(lo, hi), resolution=res,
-                                 detail=f"{when}; bootstrap over {len(per_model)} sizes and their blocks"))
-    return pd.DataFrame(rows)
+                y, steps = per_block(g, when)
+                rows.append(judge(model, role, PUBLISHED_PARTS[out], -1 if out else 1,
+                                  "slope of max/std tail ratio over relative depth", y, steps, when, k := k + 1))
+    for when in whens:
+        for model, g in tail.groupby("model", sort=False):
+            by = {role: per_block(h, when) for role, h in g.groupby("role")}
+            ins = [r for r in by if r not in OUTPUT_ROLES]
+            outs = [r for r in by if r in OUTPUT_ROLES]
+            if ins and outs:
+                d = sum(by[r][0] for r in outs) / len(outs) - sum(by[r][0] for r in ins) / len(ins)
+                rows.append(judge(model, "out − in", PUBLISHED_PARTS["contrast"], -1,
+                                  "slope over relative depth of (output − input) mean tail ratio, paired by block",
+                                  d.dropna(), by[ins[0]][1], when, k := k + 1))
+    out = pd.DataFrame(rows)
+    if pooled_name and out["run"].nunique() > 1:
+        pooled = [across_models(g, pooled_name, level) for _, g in out.groupby(["part", "role", "when"], sort=False)]
+        out = pd.concat([out, pd.DataFrame(pooled)], ignore_index=True)
+    return out
+
+
+def across_models(rows: pd.DataFrame, name: str, level: float) -> dict:
+    """One part, role and time across models, as an intersection-union test: "holds for
+    every size" only when every model's own test holds at `level` (each at level, so the
+    whole at level too); "does not hold" when any model contradicts the claim at the
+    Bonferroni level (1 − level) / models (the chance that any of them does so by chance is
+    at most 1 − level); else undecided. Estimated: how many models confirm the claimed
+    direction, and how many contradict it. -> a verdict row"""
+    m = len(rows)
+    confirm = int((rows["verdict"] == iv.HOLDS).sum())
+    against = rows[(rows["verdict"] == iv.FAILS) & (rows["p"] <= (1 - level) / m)]
+    verdict = iv.FAILS if len(against) else iv.HOLDS if confirm == m else iv.UNDECIDED
+    first = rows.iloc[0]
+    detail = (f"{first['when']}; {confirm} of {m} sizes confirm at {level:.0%}, {len(against)} contradict at the "
+              f"Bonferroni level {(1 - level) / m:.2g}"
+              + (f" ({', '.join(against['run'])})" if len(against) else ""))
+    row = _row(3, first["part"], name, first["role"], "sizes (of all) whose own test confirms the claimed direction",
+               confirm, confirm, confirm, verdict, noise=(0, m), comparison="count", detail=detail)
+    return {**row, "p": np.nan, "p_perm": np.nan, "p_ar": np.nan, "phi": np.nan, "power": np.nan,
+            "without_first": "", "without_last": "", "when": first["when"], "contradict": len(against)}

@@ -53,8 +53,9 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     assert "judged against raw-seed2" in dd  # the verdict rows' detail column
     pub = (out / "report-pythia-published.html").read_text()
     assert "Traceback" not in pub and pub.count("data:image/png;base64,") >= 6
-    assert re.search(r"Per size: \d+ hold, \d+ do not hold, \d+ undecided of 40 rows", pub)
-    assert re.search(r"\d+ of 24 blocks show one", pub) and "No run of this build is one of the five" in pub
+    assert re.search(r"Per size: \d+ consistent, \d+ inconsistent, \d+ undecided of 50 rows", pub)
+    assert re.search(r"\d+ of 24 blocks show a phase shift", pub) and "No run of this build is one of the five" in pub
+    assert "proxy undecided" in pub and "proxy" in index
     assert "Pythia, published max/std" in index  # the preface's claim-3 rows on real Pythia
     audit = (out / "report-audit.html").read_text()
     assert "No step of the 18 audited is flagged" in audit

@@ -92,11 +92,11 @@ def slopes_through_training(slopes: pd.DataFrame):
     return fig
 
 
-def phase_shift(norms: pd.DataFrame, phase: pd.DataFrame, title: str):
+def phase_shift(norms: pd.DataFrame, phase: pd.DataFrame, title: str, threshold: float):
     """One model's QKV norm per block through training (norms: step, block, value), coloured
-    by block, with the located onset of each block's steepest stretch (phase: block, onset,
-    end, acceleration) marked; right: onset and end steps by block, filled where the middle
-    stretch is steeper than the first (acceleration above 1). -> Figure"""
+    by block, with each block's sharpest kink marked (phase: block, step, acceleration,
+    shift); right: the acceleration at the kink by block against `threshold`, filled where
+    the block is judged a phase shift. -> Figure"""
     blocks = sorted(norms["block"].unique())
     colors = dict(zip(blocks, style.sequential(len(blocks))))
     fig, axes = style.figure(1, 2, width=10.0, height=3.8)
@@ -104,20 +104,22 @@ def phase_shift(norms: pd.DataFrame, phase: pd.DataFrame, title: str):
     for b in blocks:
         g = norms[norms["block"] == b].sort_values("step")
         ax.plot(g["step"], g["value"], color=colors[b], linewidth=1.0)
-        onset = phase[phase["block"] == b]["onset"].iloc[0]
-        ax.plot([onset], g[g["step"] == onset]["value"], marker="o", markersize=3.5, color=colors[b])
+        kink = phase[phase["block"] == b]["step"].iloc[0]
+        if np.isfinite(kink):
+            ax.plot([kink], g[g["step"] == kink]["value"], marker="o", markersize=3.5, color=colors[b])
     ax.set_xlabel("step", fontsize="small")
     ax.set_ylabel("‖W_QKV‖_F (from std and mean)", fontsize="small")
     ax.set_title(title, fontsize="small")
     ax = axes[0, 1]
     p = phase.sort_values("block")
-    shift = p["acceleration"] > 1
-    ax.vlines(p["block"], p["onset"], p["end"], color=[colors[b] for b in p["block"]], linewidth=2.5)
-    ax.scatter(p["block"][shift], p["onset"][shift], color="k", s=14, zorder=3, label="steeper middle stretch: onset")
-    ax.scatter(p["block"][~shift], p["onset"][~shift], facecolor="white", edgecolor="k", s=14, zorder=3,
-               label="no steeper middle stretch")
+    shift = p["shift"].astype(bool)
+    ax.scatter(p["block"][shift], p["acceleration"][shift], color="k", s=16, zorder=3, label="phase shift")
+    ax.scatter(p["block"][~shift], p["acceleration"][~shift], facecolor="white", edgecolor="k", s=16, zorder=3,
+               label="no phase shift")
+    ax.axhline(threshold, color="0.5", linewidth=0.8, linestyle="--")
+    ax.axhline(1, color="0.7", linewidth=0.8, linestyle=":")
     ax.set_xlabel("block", fontsize="small")
-    ax.set_ylabel("located stretch between the two changes (steps)", fontsize="small")
+    ax.set_ylabel("slope after ÷ slope before the kink", fontsize="small")
     ax.legend(fontsize="x-small", loc="upper left")
     for a in axes[0]:
         a.tick_params(labelsize="x-small")
@@ -146,21 +148,38 @@ def scaling(std: pd.DataFrame, tail: pd.DataFrame, models: list[str]):
     return fig
 
 
-VERDICT_MARKS = {"holds": "**holds**", "does not hold": "**does not hold**", "undecided": "undecided"}
-
-
 def verdict_grid(rows: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """Claim-3 rows (verdicts.published_depth_trends) as a grid for display: one row per
-    matrix and time (last step, averaged over training), one column per model; each cell the
-    verdict, the slope with its interval and the resolution (smallest slope detected with 80%
-    power). Shaping only."""
-    def cell(x):
-        return (f"{VERDICT_MARKS[x['verdict']]} {x['effect']:.{digits}g} [{x['low']:.{digits}g}, {x['high']:.{digits}g}]"
-                f" (res. {x['resolution']:.2g})")
+    matrix (or output − input contrast) and time (last step, averaged over training), one
+    column per model; each cell the proxy verdict (verdicts.PROXY_LABELS), the slope with the
+    interval of its two nulls, p, power against the smallest effect of interest, and the
+    verdict without the first / last block; across-model cells: sizes confirming and
+    contradicting. Shaping only."""
+    from ..verdicts import PROXY_LABELS
 
-    when = rows["detail"].str.split(r" \(|;", regex=True).str[0]
-    out = rows.assign(when=when, cell=rows.apply(cell, axis=1))
+    def cell(x):
+        label = PROXY_LABELS[x["verdict"]]
+        label = f"**{label}**" if x["verdict"] != "undecided" else label
+        if x["comparison"] == "count":
+            return f"{label}: {x['detail'].split('; ', 1)[1]}"
+        drop = " / ".join(PROXY_LABELS[x[k]].removeprefix("proxy ") for k in ("without_first", "without_last"))
+        return (f"{label} {x['effect']:.{digits}g} [{x['low']:.{digits}g}, {x['high']:.{digits}g}], p {x['p']:.2g}, "
+                f"power {x['power']:.0%}; without first / last block: {drop}")
+
+    out = rows.assign(cell=rows.apply(cell, axis=1))
     grid = out.pivot_table(index=["role", "when"], columns="run", values="cell", aggfunc="first", sort=False)
     grid = grid[list(dict.fromkeys(rows["run"]))].reset_index()
-    grid["role"] = grid["role"].map(style.ROLE_LABELS)
+    grid["role"] = grid["role"].map(lambda r: style.ROLE_LABELS.get(r, "output − input (paired by block)"))
     return grid.rename(columns={"role": "matrix", "when": "tail ratio"})
+
+
+def ranges(values) -> str:
+    """Integers as runs: [9, 10, 11, 14] -> "9–11, 14"."""
+    v = sorted(int(x) for x in values)
+    out, start = [], None
+    for a, b in zip(v, v[1:] + [None]):
+        start = a if start is None else start
+        if b != a + 1:
+            out.append(f"{start}" if start == a else f"{start}–{a}")
+            start = None
+    return ", ".join(out)
