@@ -9,6 +9,7 @@ for (and what they depend on), so a chapter rendered alone fills what it reads.
 `python -m analysis compute` asks for all of them.
 """
 
+import copy
 import json
 import warnings
 from functools import cached_property
@@ -23,13 +24,14 @@ from .store import Store, key_digest
 
 TABLES_VERSION = 5  # bump when any table function in compute changes what it returns
 CHAPTER_TABLES = {
-    "index": ("verdicts",),
+    "index": ("verdicts", "architecture_verdicts"),
     "weight-distribution": ("spectra", "measures", "draws", "verdicts"),
     "residual-paths": ("toy", "toy_curves", "toy_fit", "toy_depth", "effective_depths", "verdicts"),
     "depth-trends": ("spectra", "measures", "draws", "verdicts"),
     "deduplication": ("spectra", "measures", "run_distances", "activations", "diverged", "verdicts"),
     "methods": ("qkv_parts", "baselines_vs_mp", "draws", "toy_fit"),
     "audit": ("audit",),
+    "residual-architectures": ("architecture_runs", "architecture_verdicts", "architecture_blocks"),
 }
 # Settings that do not change any number (where and how it is computed).
 NOT_RESULTS = ("cache_dir", "root", "profiles", "backend", "memory", "figures")
@@ -140,6 +142,15 @@ class Results:
     def fill(self, names=None) -> dict:
         """Compute (or load) the named tables, default all. -> {name: rows or entries}"""
         return {n: len(getattr(self, n)) for n in (names or compute.TABLES)}
+
+    def architecture(self, label: str) -> "Results":
+        """The results of one architecture of `analysis.architectures`, with that
+        architecture's own run roles: its first run the reference, the rest its replicas, no
+        treatment. The same settings and cache otherwise (its tables are keyed by its runs)."""
+        names = self.cfg["architectures"][label]
+        cfg = copy.deepcopy(self.cfg)
+        cfg["runs"] = {"reference": names[0], "treatment": None, "replicas": list(names[1:])}
+        return Results(cfg, self.progress)
 
     # Selections the chapters share.
     def last_step(self, run: str | None = None) -> int:

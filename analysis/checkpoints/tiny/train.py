@@ -213,6 +213,7 @@ def _assemble(cfg: dict, cache_dir: Path, out: Path) -> None:
         record = json.loads((run_dir / "run.json").read_text())
         (out / name).symlink_to(Path("..") / "runs" / run_dir.name)
         manifest["runs"][name] = {k: record[k] for k in ("data", "seed", "arch", "documents", "tokens")}
+        manifest["runs"][name]["train seconds"] = record["seconds"]
         manifest["seconds_per_run"][name] = record["seconds"]  # when it was trained, by whichever suite
         manifest["versions"] = record["versions"]
     manifest["seconds"] = round(time.time() - started, 1)  # this assembly: training the missing runs only
