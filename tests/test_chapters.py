@@ -29,7 +29,8 @@ def test_qmd_python_chunks_become_code_cells():
 def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     out, figures, written = smoke_preview
     assert [p.name for p in written] == ["index.html", "report-weight-distribution.html", "report-residual-paths.html",
-                                         "report-depth-trends.html", "report-deduplication.html", "report-methods.html",
+                                         "report-depth-trends.html", "report-deduplication.html",
+                                         "report-residual-architectures.html", "report-methods.html",
                                          "report-audit.html"]
     index = (out / "index.html").read_text()
     assert all(f"<strong>{n}.</strong>" in index for n in (1, 2, 3, 4))  # every claim with computed tests
@@ -53,6 +54,11 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     assert re.search(r"the treatment differs from the reference <strong>", dd) and dd.count("data:video/mp4;base64,") == 1
     assert "equivalence test with margin m = " in dd and "Matched here: <code>raw-seed2</code>" in dd
     assert "judged against raw-seed2" in dd  # the verdict rows' detail column
+    arch = (out / "report-residual-architectures.html").read_text()
+    assert "Traceback" not in arch and arch.count("data:image/png;base64,") == 3
+    assert re.search(r"Over the \d+ compared claim parts and matrices, the fact holds alike", arch)
+    assert "the smallest difference detected with 80% power is" in arch and "sequential − parallel" in arch
+    assert "<strong>6.</strong>" in index  # the preface's row for the architecture comparison
     audit = (out / "report-audit.html").read_text()
     assert "No step of the 18 audited is flagged" in audit
     for run in ("raw", "deduped", "raw-seed2"):
