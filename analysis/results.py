@@ -22,7 +22,7 @@ from .architectures import resolve_block
 from .checkpoints import CheckpointError, open_runs, select_steps
 from .store import Store, key_digest
 
-TABLES_VERSION = 5  # bump when any table function in compute changes what it returns
+TABLES_VERSION = 6  # bump when any table function in compute changes what it returns
 CHAPTER_TABLES = {
     "index": ("verdicts", "architecture_verdicts"),
     "weight-distribution": ("spectra", "measures", "draws", "verdicts"),

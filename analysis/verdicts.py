@@ -452,5 +452,5 @@ def architectures(rows: pd.DataFrame, level: float) -> pd.DataFrame:
         if beyond:
             detail += "; effects differ beyond the replica noise"
         out.append(_row(claim, part, f"{second} − {first}", role, g["measure"].iloc[0], d, d - half, d + half,
-                         verdict, (-half, half), (t_level + t_power) * se, "difference", detail))
+                         verdict, (0.0 - half, half), (t_level + t_power) * se, "difference", detail))
     return pd.DataFrame(out)
