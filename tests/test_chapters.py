@@ -55,7 +55,7 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     assert "equivalence test with margin m = " in dd and "Matched here: <code>raw-seed2</code>" in dd
     assert "judged against raw-seed2" in dd  # the verdict rows' detail column
     arch = (out / "report-residual-architectures.html").read_text()
-    assert "Traceback" not in arch and arch.count("data:image/png;base64,") == 3
+    assert "Traceback" not in arch and arch.count("data:image/png;base64,") >= 3  # the three figures
     assert re.search(r"Over the \d+ compared claim parts and matrices, the fact holds alike", arch)
     assert "the smallest difference detected with 80% power is" in arch and "sequential − parallel" in arch
     assert "<strong>6.</strong>" in index  # the preface's row for the architecture comparison
