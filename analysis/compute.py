@@ -140,11 +140,53 @@ def _baseline_agreement(r):
     return verdicts.baselines_agree(r.draws[r.draws.block == r.block], r.cfg["verdicts"]["level"])
 
 
+def _architecture_runs(r):
+    """Claims 1–3 for each architecture of `analysis.architectures`, each computed as the book
+    computes them, on a view of the results whose run roles are that architecture's own (its
+    first run the reference, the rest its replicas; no treatment). Claim 3 twice: pooled over
+    the architecture's runs (scope "pooled", as the book states it) and per run (scope "run",
+    whose spread over replicas is the noise the architectures are compared against)."""
+    level, frames = r.cfg["verdicts"]["level"], []
+    for label in r.cfg["architectures"]:
+        a = r.architecture(label)
+        rows = a.verdicts.assign(scope=np.where(a.verdicts["claim"] == 3, "pooled", "run"))
+        per_run = [verdicts.depth_trends(a.measures, a.draws, [name], level).assign(scope="run") for name in a.runs]
+        frames.append(pd.concat([rows, *per_run], ignore_index=True).assign(architecture=label))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _architecture_blocks(r):
+    """Per architecture, run, block and role at the run's last step, the quantities claim 3
+    takes slopes of: excess W1 to the Gaussian draws and σmax/rms over the draws' mean."""
+    level, rows = r.cfg["verdicts"]["level"], []
+    for label in r.cfg["architectures"]:
+        a = r.architecture(label)
+        m, d = a.measures, a.draws
+        for name, role_of_run in a.names.items():
+            last = a.last_step(name)
+            for x in m[(m.run == name) & (m.step == last) & (m.measure == "tail")].itertuples():
+                at = dict(run=name, step=last, block=x.block, role=x.role)
+                g = d[(d.run == name) & (d.step == last) & (d.block == x.block) & (d.role == x.role) &
+                      (d.kind == "gaussian") & (d.measure == "tail")]
+                rows.append({"architecture": label, "run": name, "run_role": role_of_run, "block": x.block,
+                             "role": x.role, "excess_w1": verdicts.excess_w1(m, d, level, **at)[0],
+                             "tail_ratio": x.value / float(g["value"].mean())})
+    return pd.DataFrame(rows)
+
+
+def _architecture_verdicts(r):
+    if r.architecture_runs.empty:
+        return pd.DataFrame()
+    return verdicts.architectures(r.architecture_runs, r.cfg["verdicts"]["level"])
+
+
 TABLES = {
     "run_info": _run_info, "baseline_agreement": _baseline_agreement, "audit": _audit, "spectra": _spectra, "measures": _measures, "draws": _draws, "run_distances": _run_distances,
     "toy": _toy, "toy_curves": _toy_curves, "toy_fit": _toy_fit, "toy_depth": _toy_depth,
     "effective_depths": _effective_depths, "activations": _activations, "qkv_parts": _qkv_parts,
     "baselines_vs_mp": _baselines_vs_mp, "verdicts": _verdicts, "diverged": _diverged,
+    "architecture_runs": _architecture_runs, "architecture_verdicts": _architecture_verdicts,
+    "architecture_blocks": _architecture_blocks,
 }
 
 

@@ -14,6 +14,7 @@ import yaml
 from .errors import AnalysisError
 
 ROLES = ("qkv", "attn_out", "mlp_in", "mlp_out")
+ARCHS = ("parallel", "sequential")  # tiny runs: GPT-NeoX use_parallel_residual True / False
 
 DEFAULTS = {
     "suite": "tiny",  # "tiny" (trained here), "folder" (runs under `folder`) or "hub" (runs are repo ids)
@@ -22,6 +23,10 @@ DEFAULTS = {
     # (deduplicated data) and replicas of the reference (another seed and data order) whose
     # difference from the reference is the noise floor of every run comparison.
     "runs": {"reference": "raw", "treatment": "deduped", "replicas": ["raw-seed2"]},
+    # Block wirings compared (report/residual-architectures.qmd): label -> run names, the first
+    # that architecture's reference, the rest its replicas (another seed). Empty: no comparison.
+    # Only this chapter reads these runs; the `runs` roles above are what every other chapter reads.
+    "architectures": {},
     "steps": "all",  # "all" or a list of steps
     "block": "middle",  # "middle" (n_layers // 2, as the study) or a block index
     "roles": list(ROLES),
@@ -83,17 +88,22 @@ DEFAULTS = {
         # initialisation and batch positions). Same seed: same initial weights and data order.
         # The treatment has a seed of its own, so that the replica (another seed, the
         # reference's data) is its exact noise counterpart: both differ from the reference in
-        # initialisation and data order, the treatment in its data besides.
+        # initialisation and data order, the treatment in its data besides. `arch` (default
+        # parallel): Pythia's parallel residual or GPT-2's sequential one ("sequential": the same
+        # parameters, attention then MLP on the stream); seq and seq-seed2 share raw's and
+        # raw-seed2's seeds, so each pair differs in its block wiring only.
         "runs": {
             "raw": {"data": "raw", "seed": 1234},
             "deduped": {"data": "deduped", "seed": 3141},
             "raw-seed2": {"data": "raw", "seed": 2024},
+            "seq": {"data": "raw", "seed": 1234, "arch": "sequential"},
+            "seq-seed2": {"data": "raw", "seed": 2024, "arch": "sequential"},
         },
     },
 }
 
 # Settings replaced whole by a profile (their keys are names, not settings).
-WHOLE = {"runs", "tiny.runs"}
+WHOLE = {"runs", "tiny.runs", "architectures"}
 RUN_ROLES = ("reference", "treatment", "replica")
 
 
@@ -167,8 +177,53 @@ def _validate_runs(runs: dict) -> None:
 def _validate_tiny_runs(runs: dict) -> None:
     for name, spec in runs.items():
         if not (isinstance(spec, dict) and spec.get("data") in ("raw", "deduped") and _is_int(spec.get("seed"))
-                and set(spec) == {"data", "seed"}):
-            raise ConfigError(f"analysis.tiny.runs.{name}: expected {{data: raw|deduped, seed: <int>}}, got {spec!r}")
+                and spec.get("arch", "parallel") in ARCHS and set(spec) <= {"data", "seed", "arch"}
+                and {"data", "seed"} <= set(spec)):
+            raise ConfigError(f"analysis.tiny.runs.{name}: expected {{data: raw|deduped, seed: <int>, "
+                              f"arch: parallel|sequential (optional, default parallel)}}, got {spec!r}")
+
+
+def _arch(spec: dict) -> str:
+    return spec.get("arch", "parallel")
+
+
+def _validate_architectures(cfg: dict) -> None:
+    """Each architecture: a list of at least two runs (a reference and a replica); no run in
+    two. On the tiny suite the runs must exist, be of the architecture they are listed under
+    and share their data, and the `runs` roles must not mix architectures: a replica or
+    treatment of another wiring would be judged as seed or data noise."""
+    archs = cfg["architectures"]
+    for label, names in archs.items():
+        if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
+            raise ConfigError(f"analysis.architectures.{label}: expected a list of at least two run names (that "
+                              f"architecture's reference, then its replicas), got {names!r}")
+    listed = [n for names in archs.values() for n in names]
+    if len(set(listed)) != len(listed):
+        raise ConfigError(f"analysis.architectures: a run is listed twice: {listed}")
+    if archs and len(archs) != 2:
+        raise ConfigError(f"analysis.architectures: expected two architectures to compare, got {sorted(archs)}")
+    if cfg["suite"] != "tiny":
+        return
+    tiny = cfg["tiny"]["runs"]
+    for label, names in archs.items():
+        if label not in ARCHS:
+            raise ConfigError(f"analysis.architectures: on the tiny suite an architecture is one of {list(ARCHS)}, "
+                              f"got {label!r}")
+        for n in names:
+            if n not in tiny:
+                raise ConfigError(f"analysis.architectures.{label}: tiny suite has no run {n!r}; analysis.tiny.runs "
+                                  f"defines {sorted(tiny)}")
+            if _arch(tiny[n]) != label:
+                raise ConfigError(f"analysis.architectures.{label}: run {n!r} is {_arch(tiny[n])!r} in analysis.tiny.runs")
+    data = {tiny[n]["data"] for n in listed}
+    if len(data) > 1:
+        raise ConfigError(f"analysis.architectures: the compared runs must share their data, got {sorted(data)}")
+    ref = tiny.get(cfg["runs"]["reference"])
+    for name, role in run_roles(cfg).items():
+        if ref is not None and name in tiny and _arch(tiny[name]) != _arch(ref):
+            raise ConfigError(f"analysis.runs: the {role} {name!r} is {_arch(tiny[name])!r} but the reference "
+                              f"{cfg['runs']['reference']!r} is {_arch(ref)!r}; compare architectures in "
+                              "analysis.architectures, not through run roles")
 
 
 def _validate(cfg: dict) -> None:
@@ -179,6 +234,7 @@ def _validate(cfg: dict) -> None:
         if missing:
             raise ConfigError(f"analysis.runs: tiny suite has no run(s) {missing}; analysis.tiny.runs defines "
                               f"{sorted(cfg['tiny']['runs'])}")
+    _validate_architectures(cfg)
     v = cfg["verdicts"]
     if not (_is_int(v["draws"]) and v["draws"] >= 4):
         raise ConfigError(f"analysis.verdicts.draws: expected an integer >= 4 (a reference set and at least two "

@@ -9,6 +9,7 @@ for (and what they depend on), so a chapter rendered alone fills what it reads.
 `python -m analysis compute` asks for all of them.
 """
 
+import copy
 import json
 import warnings
 from functools import cached_property
@@ -21,11 +22,11 @@ from .architectures import resolve_block
 from .checkpoints import CheckpointError, TransientError, depth_steps, is_transient, open_runs, select_steps
 from .store import Store, key_digest
 
-TABLES_VERSION = 7  # 7: the audit flags rank-1 tensors; 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
+TABLES_VERSION = 8  # 8: architecture verdicts; 7: the audit flags rank-1 tensors; 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
 # Per-table versions on top of TABLES_VERSION: bumping one recomputes only that table.
 TABLE_VERSIONS = {"published_phase": 2, "published_verdicts": 2}
 CHAPTER_TABLES = {
-    "index": ("verdicts", "published_verdicts"),
+    "index": ("verdicts", "published_verdicts", "architecture_verdicts"),
     "weight-distribution": ("spectra", "measures", "draws", "verdicts"),
     "residual-paths": ("toy", "toy_curves", "toy_fit", "toy_depth", "effective_depths", "verdicts"),
     "depth-trends": ("spectra", "measures", "draws", "verdicts"),
@@ -34,6 +35,7 @@ CHAPTER_TABLES = {
     "audit": ("audit", "published_audit", "published_fidelity"),
     "pythia-published": ("published_audit", "weight_stats", "published_tail", "published_verdicts",
                          "published_slopes", "published_phase", "published_fidelity", "published_std"),
+    "residual-architectures": ("architecture_runs", "architecture_verdicts", "architecture_blocks"),
 }
 # Settings that do not change any number (where and how it is computed).
 NOT_RESULTS = ("cache_dir", "root", "profiles", "backend", "memory", "figures")
@@ -177,6 +179,15 @@ class Results:
     def fill(self, names=None) -> dict:
         """Compute (or load) the named tables, default all. -> {name: rows or entries}"""
         return {n: len(getattr(self, n)) for n in (names or compute.TABLES)}
+
+    def architecture(self, label: str) -> "Results":
+        """The results of one architecture of `analysis.architectures`, with that
+        architecture's own run roles: its first run the reference, the rest its replicas, no
+        treatment. The same settings and cache otherwise (its tables are keyed by its runs)."""
+        names = self.cfg["architectures"][label]
+        cfg = copy.deepcopy(self.cfg)
+        cfg["runs"] = {"reference": names[0], "treatment": None, "replicas": list(names[1:])}
+        return Results(cfg, self.progress)
 
     # Selections the chapters share.
     def last_step(self, run: str | None = None) -> int:

@@ -21,6 +21,10 @@ STUDY_CLAIMS = {
     3: "across depth, output matrices get more Gaussian, input matrices stay or get heavier-tailed",
     4: "deduplicated and raw runs behave alike (spectra, norms, block order, activations); deduped QKV shifts more sharply",
 }
+# Questions the study left open, tested here as the claims are (numbered after them).
+BEYOND_STUDY = {
+    6: "the facts of claims 1–3 hold alike for sequential-residual (GPT-2-style) blocks",
+}
 KIND_NAMES = {"gaussian": "Gaussian", "logistic": "logistic"}
 OUTPUT_ROLES = ("attn_out", "mlp_out")  # the rest (qkv, mlp_in) read the residual stream
 STUDY_DEPTH_BAND, STUDY_LAYERS = (10, 20), 16  # the study's toy depths for pythia-1b's 16 blocks
@@ -584,3 +588,48 @@ def across_models(rows: pd.DataFrame, name: str, level: float) -> dict:
                confirm, confirm, confirm, verdict, noise=(0, m), comparison="count", detail=detail)
     return {**row, "p": np.nan, "p_perm": np.nan, "p_ar": np.nan, "phi": np.nan, "power": np.nan,
             "without_first": "", "without_last": "", "when": first["when"], "contradict": len(against)}
+
+
+def architectures(rows: pd.DataFrame, level: float) -> pd.DataFrame:
+    """Do claims 1–3 come out the same in two block wirings? rows: per-run verdict rows of
+    claims 1–3 (compute's architecture_runs, scope "run") for two architectures of at least
+    two runs each, the first architecture's label first. Per claim part and matrix role:
+    d = mean effect of the second architecture's runs − the first's, with a Student t
+    interval whose standard error comes from the runs' spread about their own
+    architecture's mean (the replica noise, pooled over both; n_runs − 2 degrees of freedom),
+    and the smallest d detected with 80% power. Verdict on "the fact holds alike in both":
+    holds where every run of both reaches the same decided verdict; does not hold where
+    every run of one reaches the opposite decided verdict of every run of the other and d
+    lies beyond the replica noise; undecided otherwise. The detail says where d lies beyond
+    the replica noise even though the verdicts agree (same fact, another size)."""
+    rows = rows[rows["scope"] == "run"]
+    labels = list(dict.fromkeys(rows["architecture"]))
+    if len(labels) != 2:
+        return pd.DataFrame(columns=["claim", "part", "run", "role", "measure", "effect", "low", "high", "verdict"])
+    first, second = labels
+    out = []
+    for (claim, part, role), g in rows.groupby(["claim", "part", "role"], sort=False):
+        by = {a: g[g["architecture"] == a] for a in labels}
+        e = {a: by[a]["effect"].to_numpy(dtype=float) for a in labels}
+        v = {a: list(by[a]["verdict"]) for a in labels}
+        n = {a: len(e[a]) for a in labels}
+        dof = n[first] + n[second] - 2
+        ss = sum(((e[a] - e[a].mean()) ** 2).sum() for a in labels)
+        se = np.sqrt(ss / dof * (1 / n[first] + 1 / n[second])) if dof > 0 else np.nan
+        d = float(e[second].mean() - e[first].mean())
+        t_level, t_power = scipy.stats.t.ppf(0.5 + level / 2, dof), scipy.stats.t.ppf(0.8, dof)
+        half = t_level * se
+        beyond = bool(np.isfinite(half) and abs(d) > half)
+        decided = {a: v[a][0] if len(set(v[a])) == 1 and v[a][0] != iv.UNDECIDED else None for a in labels}
+        if decided[first] is not None and decided[first] == decided[second]:
+            verdict = iv.HOLDS
+        elif decided[first] is not None and decided[second] is not None and beyond:
+            verdict = iv.FAILS  # opposite decided verdicts, and effects apart beyond the replica noise
+        else:
+            verdict = iv.UNDECIDED
+        detail = f"{first}: {', '.join(v[first])}; {second}: {', '.join(v[second])}"
+        if beyond:
+            detail += "; effects differ beyond the replica noise"
+        out.append(_row(claim, part, f"{second} − {first}", role, g["measure"].iloc[0], d, d - half, d + half,
+                         verdict, (0.0 - half, half), (t_level + t_power) * se, "difference", detail))
+    return pd.DataFrame(out)

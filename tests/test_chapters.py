@@ -28,7 +28,8 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     out, figures, written = smoke_preview
     assert [p.name for p in written] == ["index.html", "report-weight-distribution.html", "report-residual-paths.html",
                                          "report-depth-trends.html", "report-pythia-published.html",
-                                         "report-deduplication.html", "report-methods.html", "report-audit.html"]
+                                         "report-deduplication.html", "report-residual-architectures.html",
+                                         "report-methods.html", "report-audit.html"]
     index = (out / "index.html").read_text()
     assert all(f"<strong>{n}.</strong>" in index for n in (1, 2, 3, 4))  # every claim with computed tests
     assert re.search(r"Over all \d+ tested rows: \d+ hold", index) and "Traceback" not in index
@@ -57,6 +58,11 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     assert re.search(r"\d+ of 24 blocks show a phase shift", pub) and "No run of this build is one of the five" in pub
     assert "proxy undecided" in pub and "proxy" in index
     assert "Pythia, published max/std" in index  # the preface's claim-3 rows on real Pythia
+    arch = (out / "report-residual-architectures.html").read_text()
+    assert "Traceback" not in arch and arch.count("data:image/png;base64,") >= 3  # the three figures
+    assert re.search(r"Over the \d+ compared claim parts and matrices, the fact holds alike", arch)
+    assert "the smallest difference detected with 80% power is" in arch and "sequential − parallel" in arch
+    assert "<strong>6.</strong>" in index  # the preface's row for the architecture comparison
     audit = (out / "report-audit.html").read_text()
     assert "No step of the 18 audited is flagged" in audit
     assert re.search(r"\d+ of \d+ checks fail", audit) and "1.3b_attn_qkv_norm.npy" in audit

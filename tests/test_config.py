@@ -112,3 +112,31 @@ def test_depth_steps_setting_is_checked_and_picks_log_spaced_steps(tmp_path):
     with pytest.raises(CheckpointError, match=r"analysis.depth_steps: step\(s\) \[3\] are not among the analysed steps"):
         depth_steps([3], "hub", steps)
     assert config.load(profile="pythia")["depth_steps"] == 12
+
+
+def test_architectures_are_declared_apart_from_run_roles_and_checked(tmp_path):
+    def load(section):
+        (tmp_path / "_quarto.yml").write_text("analysis:\n" + section)
+        return config.load(root=tmp_path, profile="")
+
+    own = config.load(root=config.find_root(__file__), profile="")
+    assert own["architectures"] == {"parallel": ["raw", "raw-seed2"], "sequential": ["seq", "seq-seed2"]}
+    assert not set(config.run_roles(own)) & {"seq", "seq-seed2"}  # no other chapter reads them
+    assert load("  seed: 1\n")["architectures"] == {}  # no comparison unless asked for
+    ok = "  architectures: {parallel: [raw, raw-seed2], sequential: [seq, seq-seed2]}\n"
+    assert load(ok)["architectures"]["sequential"] == ["seq", "seq-seed2"]
+    with pytest.raises(config.ConfigError, match=r"analysis.architectures.sequential: expected a list of at least two"):
+        load("  architectures: {parallel: [raw, raw-seed2], sequential: [seq]}\n")
+    with pytest.raises(config.ConfigError, match=r"analysis.architectures.sequential: run 'raw-seed2' is 'parallel'"):
+        load("  architectures: {parallel: [raw, deduped], sequential: [seq, raw-seed2]}\n")
+    with pytest.raises(config.ConfigError, match=r"must share their data"):
+        load("  architectures: {parallel: [raw, deduped], sequential: [seq, seq-seed2]}\n")
+    with pytest.raises(config.ConfigError, match=r"tiny suite has no run 'gpt2'"):
+        load("  architectures: {parallel: [raw, raw-seed2], sequential: [seq, gpt2]}\n")
+    with pytest.raises(config.ConfigError, match=r"a run is listed twice"):
+        load("  architectures: {parallel: [raw, raw-seed2], sequential: [raw, seq-seed2]}\n")
+    # A sequential run in a run role would be judged as seed or data noise: refused.
+    with pytest.raises(config.ConfigError, match=r"the replica 'seq' is 'sequential' but the reference 'raw' is 'parallel'"):
+        load("  runs: {reference: raw, treatment: deduped, replicas: [raw-seed2, seq]}\n")
+    with pytest.raises(config.ConfigError, match=r"analysis.tiny.runs.x: expected"):
+        load("  tiny:\n    runs: {x: {data: raw, seed: 1, arch: gpt2}}\n  runs: {reference: x}\n")

@@ -1,8 +1,12 @@
+import copy
 import json
+import os
 import threading
 import time
 
 import numpy as np
+from pathlib import Path
+
 import pytest
 import torch
 from filelock import FileLock
@@ -10,7 +14,7 @@ from safetensors.torch import load_file
 
 from analysis.checkpoints import Run
 from analysis.checkpoints import tiny
-from analysis.checkpoints.tiny import dedup, train
+from analysis.checkpoints.tiny import dedup, layout, train
 
 from .conftest import fresh_cache, smoke_settings
 
@@ -42,12 +46,12 @@ def test_dedup_drops_a_respelled_copy_and_keeps_distinct_texts():
 def test_smoke_suite_has_every_run_at_every_scheduled_step(smoke_suite):
     manifest = json.loads((smoke_suite / "manifest.json").read_text())
     cfg = smoke_settings()
-    assert sorted(manifest["runs"]) == sorted(cfg["runs"]) == ["deduped", "raw", "raw-seed2"]
+    assert sorted(manifest["runs"]) == sorted(cfg["runs"]) == ["deduped", "raw", "raw-seed2", "seq", "seq-seed2"]
     for name, spec in cfg["runs"].items():
         run = Run(name, smoke_suite / name)
         assert run.steps == tiny.checkpoint_steps(cfg["train_steps"], cfg["linear_every"])
         assert run.checkpoint(0).n_layers == cfg["n_layer"]
-        assert {k: manifest["runs"][name][k] for k in ("data", "seed")} == spec
+        assert {k: manifest["runs"][name][k] for k in ("data", "seed", "arch")} == layout.run_spec(spec)
     assert manifest["runs"]["raw"]["documents"] == cfg["max_documents"]
     assert manifest["runs"]["deduped"]["documents"] == cfg["max_documents"] - len(manifest["dropped_as_duplicates"])
     assert manifest["runs"]["deduped"]["documents"] < manifest["runs"]["raw"]["documents"]
@@ -65,7 +69,8 @@ def test_replica_differs_from_reference_only_in_seed_and_data_order(smoke_suite)
     manifest = json.loads((smoke_suite / "manifest.json").read_text())["runs"]
     ref, rep, dd = manifest["raw"], manifest["raw-seed2"], manifest["deduped"]
     # The same corpus, tokens and (one shared tokenizer file) vocabulary; only the seed differs.
-    assert {k: v for k, v in ref.items() if k != "seed"} == {k: v for k, v in rep.items() if k != "seed"}
+    same = lambda entry: {k: v for k, v in entry.items() if k not in ("seed", "train seconds")}  # noqa: E731
+    assert same(ref) == same(rep)
     assert len({ref["seed"], dd["seed"], rep["seed"]}) == 3
     # The same model configuration and schedule: checkpoint steps and learning rate at every step.
     for step in ("step0", "step16"):
@@ -147,8 +152,8 @@ def test_a_finished_suite_is_returned_without_taking_the_lock(smoke_suite):
 @pytest.mark.slow
 def test_two_builds_give_bit_identical_checkpoints(smoke_suite, corpus_cache, tmp_path):
     again = train.build(smoke_settings(), fresh_cache(corpus_cache, tmp_path))
-    files = sorted(p.relative_to(smoke_suite) for p in smoke_suite.rglob("*") if p.suffix in (".safetensors", ".json")
-                   and p.name != "manifest.json")
+    files = sorted(Path(d, f).relative_to(smoke_suite) for d, _, names in os.walk(smoke_suite, followlinks=True)
+                   for f in names if Path(f).suffix in (".safetensors", ".json") and f not in ("manifest.json", "run.json"))
     assert any(f.suffix == ".safetensors" for f in files)
     for f in files:
         assert (smoke_suite / f).read_bytes() == (again / f).read_bytes(), f
@@ -158,3 +163,49 @@ def test_an_existing_suite_is_reused_not_retrained(smoke_suite):
     before = (smoke_suite / "manifest.json").stat().st_mtime_ns
     assert train.build(smoke_settings(), smoke_suite.parent.parent) == smoke_suite
     assert (smoke_suite / "manifest.json").stat().st_mtime_ns == before
+
+
+def test_adding_a_run_trains_only_that_run(smoke_suite, monkeypatch):
+    """Runs are cached by their own key: a new entry in tiny.runs trains it alone, and the
+    existing runs' folders (and the finished suite for the old settings) are left as they were."""
+    cache, cfg = smoke_suite.parent.parent, smoke_settings()
+    trained = []
+    train_run = train.train_run
+    monkeypatch.setattr(train, "train_run", lambda name, *a, **kw: trained.append(name) or train_run(name, *a, **kw))
+    before = (smoke_suite / "manifest.json").stat().st_mtime_ns
+    more = copy.deepcopy(cfg)
+    more["runs"]["extra"] = {"data": "raw", "seed": 99, "arch": "sequential"}
+    suite = train.build(more, cache)
+    assert suite != smoke_suite and trained == ["extra"]
+    for name in cfg["runs"]:  # the very same folders, not copies
+        assert (suite / name).resolve() == (smoke_suite / name).resolve()
+    assert (suite / "tokenizer.json").resolve() == (smoke_suite / "tokenizer.json").resolve()
+    assert (smoke_suite / "manifest.json").stat().st_mtime_ns == before
+    fewer = copy.deepcopy(cfg)
+    del fewer["runs"]["deduped"]
+    train.build(fewer, cache)
+    assert trained == ["extra"]  # dropping a run trains nothing
+
+
+def test_run_and_tokenizer_keys_follow_what_they_depend_on():
+    cfg, spec = smoke_settings(), {"data": "raw", "seed": 1}
+    key = layout.run_key(cfg, spec)
+    assert key == layout.run_key(cfg, {**spec, "arch": "parallel"})  # the default, spelled out
+    assert key == layout.run_key({**cfg, "runs": {}}, spec)  # other runs do not matter
+    assert key != layout.run_key(cfg, {**spec, "arch": "sequential"}) != layout.run_key(cfg, {**spec, "seed": 2})
+    assert key != layout.run_key({**cfg, "lr": 2e-3}, spec)
+    assert layout.tokenizer_key(cfg) == layout.tokenizer_key({**cfg, "lr": 2e-3, "runs": {}})
+    assert layout.tokenizer_key(cfg) != layout.tokenizer_key({**cfg, "vocab_size": 1024})
+
+
+def test_sequential_run_differs_from_its_parallel_twin_in_block_wiring_only(smoke_suite):
+    """seq shares raw's seed: the same parameter names, shapes and initial values, the same
+    data order; the configs differ in use_parallel_residual alone, and training then differs."""
+    raw, seq = _weights(smoke_suite / "raw" / "step0"), _weights(smoke_suite / "seq" / "step0")
+    assert raw.keys() == seq.keys() and all(torch.equal(raw[k], seq[k]) for k in raw)
+    configs = [json.loads((smoke_suite / n / "step0" / "config.json").read_text()) for n in ("raw", "seq")]
+    assert {k for k in configs[0] if configs[0][k] != configs[1].get(k)} == {"use_parallel_residual"}
+    assert configs[0]["use_parallel_residual"] and not configs[1]["use_parallel_residual"]
+    last = f"step{smoke_settings()['train_steps']}"
+    raw, seq = _weights(smoke_suite / "raw" / last), _weights(smoke_suite / "seq" / last)
+    assert not torch.equal(raw["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"], seq["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"])

@@ -4,6 +4,7 @@ to land on each side of its noise."""
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
 from analysis import intervals as iv
 from analysis import verdicts
@@ -221,3 +222,50 @@ def test_claim2_depth_band_three_ways(low, high, expected):
                                   "mean_path_length", "distance"])
     t = verdicts.residual_paths(fit, depth, 8, 0.95)  # the study's 10-20 of 16, scaled: 5-10 of 8
     assert verdict(t, "best toy depth") == expected
+
+
+def _arch_rows(effects: dict, verdict_of: dict) -> pd.DataFrame:
+    """Per-run rows of one claim part and role: {architecture: [effect per run]}."""
+    rows = []
+    for arch, values in effects.items():
+        for i, e in enumerate(values):
+            rows.append({**verdicts._row(1, "p", f"{arch}{i}", "qkv", "m", e, e, e, verdict_of[arch]),
+                         "architecture": arch, "scope": "run"})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("effects,verdict_of,expected,beyond", [
+    # The same decided verdict in every run of both wirings: the fact holds alike, even
+    # where its size differs beyond the replica noise (said in the detail).
+    ({"parallel": [1.0, 1.1], "sequential": [1.05, 0.95]}, {"parallel": iv.HOLDS, "sequential": iv.HOLDS}, iv.HOLDS, False),
+    ({"parallel": [1.0, 1.01], "sequential": [3.0, 3.01]}, {"parallel": iv.HOLDS, "sequential": iv.HOLDS}, iv.HOLDS, True),
+    # Opposite decided verdicts and effects apart beyond the replica noise: they differ.
+    ({"parallel": [1.0, 1.01], "sequential": [3.0, 3.01]}, {"parallel": iv.HOLDS, "sequential": iv.FAILS}, iv.FAILS, True),
+    # Opposite verdicts, but the replicas spread as far as the architectures differ: undecided.
+    ({"parallel": [1.0, 3.0], "sequential": [3.0, 1.5]}, {"parallel": iv.HOLDS, "sequential": iv.FAILS}, iv.UNDECIDED, False),
+    # One wiring undecided: undecided.
+    ({"parallel": [1.0, 1.01], "sequential": [3.0, 3.01]}, {"parallel": iv.HOLDS, "sequential": iv.UNDECIDED},
+     iv.UNDECIDED, True),
+])
+def test_architectures_are_compared_against_the_replica_spread(effects, verdict_of, expected, beyond):
+    (row,) = verdicts.architectures(_arch_rows(effects, verdict_of), 0.95).to_dict("records")
+    assert row["verdict"] == expected
+    assert ("beyond the replica noise" in row["detail"]) == beyond
+    d = np.mean(effects["sequential"]) - np.mean(effects["parallel"])
+    assert row["effect"] == pytest.approx(d) and row["low"] < d < row["high"]
+    # Two runs each: the pooled replica spread has 2 degrees of freedom, and the smallest
+    # detectable difference is (t_0.975 + t_0.8 on 2 dof) standard errors.
+    se = (row["high"] - row["low"]) / 2 / scipy.stats.t.ppf(0.975, 2)
+    assert row["resolution"] == pytest.approx((scipy.stats.t.ppf(0.975, 2) + scipy.stats.t.ppf(0.8, 2)) * se)
+
+
+def test_architecture_comparison_keeps_its_level_under_the_null():
+    """Same process in both wirings: 'effects differ beyond the replica noise' in about 5% of units."""
+    rng = np.random.default_rng(11)
+    hits, n = 0, 400
+    for _ in range(n):
+        e = rng.standard_normal(4)
+        rows = _arch_rows({"parallel": list(e[:2]), "sequential": list(e[2:])},
+                          {"parallel": iv.UNDECIDED, "sequential": iv.UNDECIDED})
+        hits += "beyond" in verdicts.architectures(rows, 0.95)["detail"].iloc[0]
+    assert hits / n < 0.05 + 2 * np.sqrt(0.05 * 0.95 / n)

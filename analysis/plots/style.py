@@ -9,6 +9,8 @@ _palette = sns.color_palette("colorblind")
 ROLE_COLORS = {"qkv": _palette[0], "attn_out": _palette[1], "mlp_in": _palette[2], "mlp_out": _palette[4]}
 ROLE_LABELS = {"qkv": "attention QKV", "attn_out": "attention output", "mlp_in": "MLP in", "mlp_out": "MLP out"}
 TOY_COLOR = "0.35"
+# Block wirings compared (analysis.architectures), by label; any other label gets a grey.
+ARCH_COLORS = {"parallel": _palette[0], "sequential": _palette[3]}
 # Line style by a run's declared role (analysis.runs), never by its name.
 RUN_STYLES = {"reference": {"linestyle": "-"}, "treatment": {"linestyle": "--"}, "replica": {"linestyle": ":"}}
 BAND_ALPHA = 0.2  # shaded noise bands (baseline draws, seeds, replicas)

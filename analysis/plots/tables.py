@@ -206,3 +206,28 @@ def settings_markdown(settings: dict, extra: dict | None = None) -> str:
     """A settings mapping as a (setting, value) table; `extra` rows (derived values) after it."""
     rows = [{"setting": k, "value": str(v)} for k, v in {**settings, **(extra or {})}.items()]
     return markdown(pd.DataFrame(rows))
+
+
+def architectures_markdown(runs: pd.DataFrame, compared: pd.DataFrame) -> str:
+    """Claims 1–3 side by side for two block wirings, a row per claim part: each
+    architecture's verdict counts over its rows (claim 3: its pooled rows, as the book states
+    it), how many matrices' effects differ beyond the replica noise, and the part's verdict
+    on "holds alike in both" (every role agreeing, else mixed). runs: architecture_runs;
+    compared: architecture_verdicts."""
+    labels = list(dict.fromkeys(runs["architecture"]))
+    rows = []
+    for (claim, part), g in compared.groupby(["claim", "part"], sort=False):
+        row = {"claim": claim, "part": part}
+        for label in labels:
+            own = runs[(runs["architecture"] == label) & (runs["claim"] == claim) & (runs["part"] == part)]
+            own = own[own["scope"] == ("pooled" if claim == 3 else "run")]
+            c = own["verdict"].value_counts()
+            row[f"{label}: holds / not / undecided"] = (f"{c.get('holds', 0)} / {c.get('does not hold', 0)} / "
+                                                         f"{c.get('undecided', 0)}")
+        beyond = g["detail"].str.contains("beyond the replica noise")
+        row["beyond replica noise"] = f"{int(beyond.sum())} of {len(g)}" + (
+            f" ({', '.join(g[beyond]['role'])})" if beyond.any() else "")
+        verdicts = set(g["verdict"])
+        row["alike in both"] = f"**{verdicts.pop() if len(verdicts) == 1 else 'mixed'}**"
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))

@@ -1,7 +1,16 @@
-"""Where a tiny suite lives and when it saves: its settings' digest and Pythia's schedule."""
+"""Where a tiny suite lives and when it saves: the digests that key its parts, Pythia's schedule.
+
+Cache layout under <cache>/tiny-suite/: `tokenizers/<tokenizer_key>/` (trained once per
+corpus and vocabulary), `runs/<run_key>/` (one trained run), and `<suite_key>/`, the suite
+the settings name: one link per run to its folder under runs/, a link to the tokenizer and
+manifest.json. A run is keyed by the settings every run shares and its own spec, so adding a
+run to `tiny.runs` trains that run only.
+"""
 
 import hashlib
 import json
+
+ARCHS = ("parallel", "sequential")  # GPT-NeoX use_parallel_residual True / False
 
 
 def checkpoint_steps(total: int, every: int) -> list[int]:
@@ -14,6 +23,25 @@ def checkpoint_steps(total: int, every: int) -> list[int]:
     return sorted(set(steps))
 
 
+def _digest(x) -> str:
+    return hashlib.sha256(json.dumps(x, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def suite_key(cfg: dict) -> str:
-    """Digest of the `tiny` settings: one suite folder per distinct configuration."""
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+    """Digest of the `tiny` settings: one suite folder (of links) per distinct configuration."""
+    return _digest(cfg)
+
+
+def tokenizer_key(cfg: dict) -> str:
+    """Digest of what the tokenizer depends on: the corpus, how much of it, the vocabulary size."""
+    return _digest({k: cfg[k] for k in ("corpus", "max_documents", "vocab_size")})
+
+
+def run_spec(spec: dict) -> dict:
+    """A run's own settings with their defaults filled in: {data, seed, arch}."""
+    return {"data": spec["data"], "seed": spec["seed"], "arch": spec.get("arch", "parallel")}
+
+
+def run_key(cfg: dict, spec: dict) -> str:
+    """Digest of the settings shared by every run (all but `runs`) and this run's own spec."""
+    return _digest({"shared": {k: v for k, v in cfg.items() if k != "runs"}, "run": run_spec(spec)})

@@ -1,15 +1,16 @@
 """Train the tiny suite: a byte-level BPE tokenizer and one GPT-NeoX run per `tiny.runs` entry.
 
-Pythia's recipe at toy scale: parallel residual, partial rotary (0.25), AdamW with linear
+Pythia's recipe at toy scale: parallel residual (or, per run, `arch: sequential`: GPT-2's
+attention-then-MLP wiring on the same parameters), partial rotary (0.25), AdamW with linear
 warm-up and cosine decay, checkpoints at steps 0, 1, 2, 4, ..., 512, then evenly spaced.
 Every run shares the tokenizer, the schedule and the hyper-parameters; a run's corpus is all
 documents (`data: raw`) or the near-duplicate-filtered ones (`data: deduped`), and its seed
 fixes both the initial weights and the random batch positions. So two runs with the same
 seed differ only in their data, and two runs on the same data with different seeds (a
-replica and its reference) differ only in initialisation and data order. Everything is seeded and single-process, so two
-builds give bit-identical checkpoint files; a file lock keeps two processes from training
-the same suite at once.
-"""
+replica and its reference) differ only in initialisation and data order. Everything is
+seeded and single-process, so two builds give bit-identical checkpoint files. Each run and
+the tokenizer are cached under their own key (layout.py) and built under their own file
+lock, so two processes never train the same run, and adding a run trains only that run."""
 
 import json
 import math
@@ -28,7 +29,7 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from ...files import atomic_dir
 from . import corpus, dedup
-from .layout import checkpoint_steps, suite_key
+from .layout import ARCHS, checkpoint_steps, run_key, run_spec, suite_key, tokenizer_key
 
 EOS = "<|endoftext|>"
 TORCH_THREADS = 2  # fixed, not "all cores": float reductions must not depend on the machine
@@ -66,7 +67,12 @@ def encode(tok: Tokenizer, texts: list[str]) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64)
 
 
-def model_config(cfg: dict, vocab_size: int) -> GPTNeoXConfig:
+def model_config(cfg: dict, vocab_size: int, arch: str = "parallel") -> GPTNeoXConfig:
+    """Pythia's block ("parallel": x + attn(ln1(x)) + mlp(ln2(x))) or GPT-2's wiring on the same
+    parameters ("sequential": h = x + attn(ln1(x)), then h + mlp(ln2(h))): every name, shape,
+    initialisation and optimiser setting is shared, only the order in the block differs."""
+    if arch not in ARCHS:
+        raise ValueError(f"tiny run architecture: expected one of {ARCHS}, got {arch!r}")
     return GPTNeoXConfig(
         vocab_size=vocab_size,
         hidden_size=cfg["d_model"],
@@ -74,7 +80,7 @@ def model_config(cfg: dict, vocab_size: int) -> GPTNeoXConfig:
         num_attention_heads=cfg["n_head"],
         intermediate_size=4 * cfg["d_model"],
         rotary_pct=0.25,
-        use_parallel_residual=True,
+        use_parallel_residual=arch == "parallel",
         max_position_embeddings=cfg["seq_len"],
         tie_word_embeddings=False,
         hidden_dropout=0.0,
@@ -89,12 +95,18 @@ def batch_offsets(n_tokens: int, cfg: dict, seed: int) -> np.ndarray:
     return (u * (n_tokens - cfg["seq_len"])).astype(np.int64)
 
 
-def train_run(name: str, tokens: np.ndarray, cfg: dict, seed: int, vocab_size: int, out: Path) -> list[dict]:
+def train_run(name: str, tokens: np.ndarray, cfg: dict, spec: dict, vocab_size: int, out: Path) -> list[dict]:
     """Train one run, saving `out/step{N}/` at the checkpoint steps; returns the loss log.
 
-    `seed` fixes the initial weights and the batch positions; nothing else draws randomness."""
+    spec: {seed, arch} (layout.run_spec). The seed fixes the initial weights and the batch
+    positions; nothing else draws randomness, so a run does not depend on what else the
+    process trained before it."""
+    seed = spec["seed"]
+    transformers.utils.logging.disable_progress_bar()  # one bar: ours
+    torch.set_num_threads(TORCH_THREADS)
+    torch.use_deterministic_algorithms(True)
     torch.manual_seed(seed)
-    model = GPTNeoXForCausalLM(model_config(cfg, vocab_size))
+    model = GPTNeoXForCausalLM(model_config(cfg, vocab_size, spec["arch"]))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
@@ -128,61 +140,81 @@ def train_run(name: str, tokens: np.ndarray, cfg: dict, seed: int, vocab_size: i
 
 
 def lock_path(cfg: dict, cache_dir: Path) -> Path:
-    """The lock file held while the suite for these settings is being built."""
+    """The lock file held while the suite for these settings is being assembled."""
     return Path(cache_dir) / "tiny-suite" / f"{suite_key(cfg)}.lock"
 
 
-def build(cfg: dict, cache_dir: Path) -> Path:
-    """The suite folder for these `tiny` settings; trained on first use, then reused.
+def _locked(final: Path, done: str, make, what: str) -> Path:
+    """`final`, made by make(tmp_folder) under `final`'s lock unless `final/done` exists.
 
-    Layout: <run>/step{N}/ (config.json + model.safetensors) and <run>/train_log.json for
-    every run in cfg["runs"], tokenizer.json, and manifest.json (written last: its presence
-    means complete, and a complete folder is never replaced). A second process asking for
-    the same suite while it is being trained waits for the lock, then reuses the result.
-    """
-    final = Path(cache_dir) / "tiny-suite" / suite_key(cfg)
-    if (final / "manifest.json").is_file():
+    A finished folder is never replaced; a second process waits for the lock, then reuses it."""
+    if (final / done).is_file():
         return final
-    path = lock_path(cfg, cache_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(final.parent / f"{final.name}.lock")
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print(f"another process is training the tiny suite {final.name}; waiting for it to finish", file=sys.stderr)
+        print(f"another process is building {what} {final.name}; waiting for it to finish", file=sys.stderr)
         lock.acquire()
     try:
-        if (final / "manifest.json").is_file():  # built by whoever held the lock before us
+        if (final / done).is_file():  # built by whoever held the lock before us
             return final
-        return _train_suite(cfg, cache_dir, final)
+        for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by a killed build; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        with atomic_dir(final) as out:
+            make(out)
+        return final
     finally:
         lock.release()
 
 
-def _train_suite(cfg: dict, cache_dir: Path, final: Path) -> Path:
+def build(cfg: dict, cache_dir: Path) -> Path:
+    """The suite folder for these `tiny` settings; its missing runs trained first.
+
+    Layout (layout.py): <suite>/<run> links to runs/<run_key>/ (step{N}/ with config.json and
+    model.safetensors, train_log.json, run.json written last), <suite>/tokenizer.json links to
+    tokenizers/<tokenizer_key>/, and <suite>/manifest.json, written last: its presence means
+    complete, and a complete folder is never replaced. Runs and tokenizers are shared by every
+    suite whose settings give them the same key, so adding a run trains only that run.
+    """
+    final = Path(cache_dir) / "tiny-suite" / suite_key(cfg)
+    return _locked(final, "manifest.json", lambda out: _assemble(cfg, Path(cache_dir), out), "the tiny suite")
+
+
+def _assemble(cfg: dict, cache_dir: Path, out: Path) -> None:
     started = time.time()
-    for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by a killed build; we hold the lock
-        shutil.rmtree(stale, ignore_errors=True)
+    root = cache_dir / "tiny-suite"
     docs = corpus.documents(corpus.fetch(cfg["corpus"], cache_dir), cfg["max_documents"])
     kept, dropped = dedup.deduplicate(docs, cfg["dedup_threshold"], cfg["dedup_shingle"], cfg["dedup_num_perm"])
-    transformers.utils.logging.disable_progress_bar()  # one bar: ours
-    torch.set_num_threads(TORCH_THREADS)
-    torch.use_deterministic_algorithms(True)
-    with atomic_dir(final) as out:
-        tok = train_tokenizer(list(docs.values()), cfg["vocab_size"])  # on every document, shared by all runs
-        tok.save(str(out / "tokenizer.json"))
-        corpora = {"raw": list(docs), "deduped": kept}
-        tokens = {data: encode(tok, [docs[n] for n in names]) for data, names in corpora.items()}
-        manifest = {"settings": cfg, "runs": {}, "dropped_as_duplicates": dropped}
-        for name, spec in cfg["runs"].items():
-            data, seed = spec["data"], spec["seed"]
+    corpora = {"raw": list(docs), "deduped": kept}
+    tok_dir = _locked(root / "tokenizers" / tokenizer_key(cfg), "tokenizer.json",
+                      lambda d: train_tokenizer(list(docs.values()), cfg["vocab_size"]).save(str(d / "tokenizer.json")),
+                      "the tokenizer")  # on every document, shared by all runs
+    tok = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+    tokens = {}  # data -> (n_tokens,), encoded only if a run on it is trained here
+    (out / "tokenizer.json").symlink_to(Path("..") / "tokenizers" / tok_dir.name / "tokenizer.json")
+    manifest = {"settings": cfg, "runs": {}, "dropped_as_duplicates": dropped, "seconds_per_run": {}}
+    for name, spec in cfg["runs"].items():
+        spec = run_spec(spec)
+
+        def train_into(folder, name=name, spec=spec):
+            if spec["data"] not in tokens:
+                tokens[spec["data"]] = encode(tok, [docs[n] for n in corpora[spec["data"]]])
             run_started = time.time()
-            log = train_run(name, tokens[data], cfg, seed, tok.get_vocab_size(), out / name)
-            (out / name / "train_log.json").write_text(json.dumps(log))
-            manifest["runs"][name] = {"documents": len(corpora[data]), "tokens": int(len(tokens[data])),
-                                      "data": data, "seed": seed}
-            manifest.setdefault("seconds_per_run", {})[name] = round(time.time() - run_started, 1)
-        manifest["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__}
-        manifest["seconds"] = round(time.time() - started, 1)
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    return final
+            log = train_run(name, tokens[spec["data"]], cfg, spec, tok.get_vocab_size(), folder)
+            (folder / "train_log.json").write_text(json.dumps(log))
+            record = {**spec, "documents": len(corpora[spec["data"]]), "tokens": int(len(tokens[spec["data"]])),
+                      "seconds": round(time.time() - run_started, 1), "trained_as": name, "settings": cfg,
+                      "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+            (folder / "run.json").write_text(json.dumps(record, indent=1, sort_keys=True))
+
+        run_dir = _locked(root / "runs" / run_key(cfg, spec), "run.json", train_into, f"tiny run {name!r}")
+        record = json.loads((run_dir / "run.json").read_text())
+        (out / name).symlink_to(Path("..") / "runs" / run_dir.name)
+        manifest["runs"][name] = {k: record[k] for k in ("data", "seed", "arch", "documents", "tokens")}
+        manifest["runs"][name]["train seconds"] = record["seconds"]
+        manifest["seconds_per_run"][name] = record["seconds"]  # when it was trained, by whichever suite
+        manifest["versions"] = record["versions"]
+    manifest["seconds"] = round(time.time() - started, 1)  # this assembly: training the missing runs only
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
