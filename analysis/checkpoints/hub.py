@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..files import atomic_path
 from .checkpoint import Checkpoint, CheckpointError, TransientError
+from .retry import retrying
 from .tensor_cache import TensorCache, offline
 
 # Revision naming rules: branch regex whose first group is the training step.
@@ -120,8 +121,12 @@ class HubRun:
         if age is not None and 0 <= age < REFS_MAX_AGE_S:
             return cached
         try:
-            refs = self.api.list_repo_refs(self.repo)
+            refs = retrying(lambda: self.api.list_repo_refs(self.repo), f"{self.repo}: listing the repo's branches")
         except Exception as e:  # network, auth, missing repo: all mean "cannot list the run"
+            if type(e).__name__ in ("RepositoryNotFoundError", "GatedRepoError", "DisabledRepoError"):
+                # a fact about the repo, not the network: a cached list must not hide it
+                raise CheckpointError(f"{self.repo}: the hub says {type(e).__name__}: {e}; check the repo id in "
+                                      "analysis.runs (and HF_TOKEN for a gated repo)") from e
             if cached is not None:
                 warnings.warn(f"{self.repo}: cannot list the repo's branches on the hub ({type(e).__name__}: {e}); "
                               f"using the list cached {age / 3600:.0f} h ago ({path}). Set HF_HUB_OFFLINE=1 to work "
