@@ -47,7 +47,11 @@ def wait_for(headers: dict, attempt: int) -> float:
     return DEFAULT_WAIT_S * 2 ** attempt
 
 
-def retrying(call, what: str, sleep=time.sleep):
+def _sleep(seconds: float) -> None:  # tests replace it
+    time.sleep(seconds)
+
+
+def retrying(call, what: str):
     """call() again after the server's wait while it is answered 429/503, at most MAX_TRIES
     times and MAX_WAIT_S seconds of waiting in all; then a TransientError saying what to do."""
     waited = 0.0
@@ -66,5 +70,5 @@ def retrying(call, what: str, sleep=time.sleep):
                     f"{what}: the hub answered {status} ({'rate limit' if status == 429 else 'unavailable'}) "
                     f"{attempt + 1} time(s); waited {waited:.0f} s, and it asks for {wait:.0f} s more. Retry later, "
                     "or log in (HF_TOKEN) for a larger quota; HF_HUB_OFFLINE=1 works from the cache alone") from e
-            sleep(wait)
+            _sleep(wait)
             waited += wait
