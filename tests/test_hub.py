@@ -372,3 +372,19 @@ def test_prefetch_streams_into_the_cache_in_bounded_batches_of_parallel_chunks(f
     monkeypatch.undo()
     for n in names:  # bit-identical, chunk seams and all
         np.testing.assert_array_equal(ck.tensor(n), state[n].numpy())
+
+
+def test_cached_facts_of_another_form_are_read_again_not_misread(fake_hub, tmp_path):
+    state = neox_folder(tmp_path / "src", 0, "safetensors")
+    fake_hub.add("EleutherAI/pythia-tiny", "step0", tmp_path / "src")
+    ck = HubRun("EleutherAI/pythia-tiny", tmp_path / "cache").checkpoint(0)
+    ck.weight_map  # noqa: B018
+    path = ck.tensor_cache._meta_path(ck.cache_id)
+    meta = json.loads(path.read_text())
+    assert meta["version"] == checkpoint.META_VERSION
+    meta.update(version=checkpoint.META_VERSION + 1, weight_map={"x": "model.safetensors"})  # a later reader's form
+    path.write_text(json.dumps(meta))
+    fake_hub.reset()
+    again = HubRun("EleutherAI/pythia-tiny", tmp_path / "cache").checkpoint(0)
+    np.testing.assert_array_equal(again.matrix("qkv", 0), state[again.tensor_name("qkv", 0)].numpy())
+    assert fake_hub.requests("cdn") and json.loads(path.read_text())["version"] == checkpoint.META_VERSION

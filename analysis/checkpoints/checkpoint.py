@@ -29,6 +29,10 @@ FETCH_WORKERS = 8
 CHUNK_BYTES = 1 << 24
 BATCH_BYTES = 1 << 27
 
+# What the cached facts of a checkpoint (file list, config, indexes: `_memo`) look like; bump it
+# when their form changes, and caches of the old form are read again instead of misread.
+META_VERSION = 1
+
 # Preferred first: safetensors over pickles, a single file over shards.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -83,6 +87,9 @@ class Checkpoint:
         self.tensor_cache, self.cache_id = tensor_cache, cache_id
         self._remote = not isinstance(self.fs, LocalFileSystem)
         self._meta = tensor_cache.meta(cache_id) if self._memoised else {}
+        if self._meta.get("version", 1) != META_VERSION:  # written by a reader that kept other facts
+            self._meta = {}
+        self._meta["version"] = META_VERSION
         present = set(self._memo("files", self._list))
         if "config.json" not in present:
             raise CheckpointError(f"{self.folder}: no config.json (expected a Hugging Face checkpoint folder)")

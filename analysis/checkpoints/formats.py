@@ -17,6 +17,7 @@ import json
 import math
 import pickle
 import struct
+import threading
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -74,7 +75,8 @@ ZIP_LOCAL_SIGNATURE = b"PK\x03\x04"
 MAX_GAP = 1 << 18
 
 
-_BYTES_READ = [0]  # process-wide count, for progress bars
+_BYTES_READ = [0]  # process-wide count, for progress bars (fetch threads add to it)
+_BYTES_LOCK = threading.Lock()
 
 
 def bytes_read() -> int:
@@ -84,7 +86,8 @@ def bytes_read() -> int:
 
 def count_read(n: int) -> None:
     """Fetch functions report the bytes they moved here."""
-    _BYTES_READ[0] += n
+    with _BYTES_LOCK:
+        _BYTES_READ[0] += n
 
 
 class SparseFile(io.RawIOBase):
