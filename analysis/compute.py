@@ -118,7 +118,7 @@ def _verdicts(r):
              verdicts.residual_paths(r.toy_fit, r.toy_depth, r.n_layers, level, r.cfg["residual"]["sigma2"]),
              verdicts.depth_trends(r.measures, r.draws, same_process, level)]
     if r.of_role("treatment") and r.of_role("replica"):
-        steps = r.depth_steps[r.reference]  # per-block norms: the steps that read every block
+        steps = r.shared_depth_steps  # per-block norms: the steps at which every run reads every block
         parts.append(verdicts.deduplication(r.measures, r.run_distances, r.activations, r.names, steps, level,
                                             v["bootstrap"], r.cfg["seed"], v["diverged"], v["alike_margin"])[0])
     return pd.concat(parts, ignore_index=True)

@@ -121,8 +121,23 @@ class Results:
 
     @cached_property
     def depth_steps(self) -> dict:
-        """{run: the analysed steps at which every block is read} (`depth_steps` setting)."""
-        return {name: depth_steps(self.cfg["depth_steps"], self.cfg["suite"], steps) for name, steps in self.steps.items()}
+        """{run: the analysed steps at which every block is read} (`depth_steps` setting),
+        chosen once among the steps every run has, so that runs are compared block by block at
+        the same steps (picked per run, runs with different step lists would differ); a setting
+        that reads every step adds each run's others."""
+        shared = sorted(set.intersection(*(set(s) for s in self.steps.values())))
+        if not shared:
+            raise CheckpointError(f"analysis.steps: the runs share no analysed step ({', '.join(f'{n}: {s[0]}..{s[-1]}' for n, s in self.steps.items())}); "
+                                  "blocks are compared across runs at steps every run has")
+        setting, suite = self.cfg["depth_steps"], self.cfg["suite"]
+        picked = set(depth_steps(setting, suite, shared))
+        every = setting == "all" or (setting == "auto" and suite != "hub")
+        return {name: sorted(picked | (set(steps) if every else set())) for name, steps in self.steps.items()}
+
+    @property
+    def shared_depth_steps(self) -> list[int]:
+        """The steps at which every run reads every block: where runs are compared by block."""
+        return sorted(set.intersection(*(set(s) for s in self.depth_steps.values())))
 
     @cached_property
     def model_width(self) -> int:

@@ -662,8 +662,12 @@ def test_a_local_folder_transformers_cannot_load_is_no_temporary_failure(tmp_pat
 
 
 @pytest.mark.parametrize("status,kind", [(404, CheckpointError), (503, TransientError)])
-def test_listing_a_missing_hub_repo_is_a_fact_a_server_error_temporary(status, kind, tmp_path):
+def test_listing_a_missing_hub_repo_is_a_fact_a_server_error_temporary(status, kind, tmp_path, monkeypatch):
     from huggingface_hub import errors as hf
+
+    from analysis.checkpoints import retry
+
+    monkeypatch.setattr(retry, "_sleep", lambda s: None)  # a 503 is retried after a wait: not in a unit test
 
     from analysis.checkpoints.hub import HubRun
 

@@ -210,11 +210,11 @@ def test_zip_local_header_longer_than_guessed_costs_one_more_read_and_reads_righ
     tensors = sample_tensors()
     ck = Checkpoint(write_folder(tmp_path / "ck", tensors, "bin"), 0)
     calls = []
-    fetch = ck._fetcher("pytorch_model.bin")
+    size = (tmp_path / "ck" / "pytorch_model.bin").stat().st_size
+    fetch = ck._fetcher("pytorch_model.bin", size)
     monkeypatch.setattr(formats, "LOCAL_NAME_GUESS", 0)
     monkeypatch.setattr(formats, "LOCAL_EXTRA_GUESS", 0)
     infos = list(ck._index("pytorch_model.bin").values())
-    size = (tmp_path / "ck" / "pytorch_model.bin").stat().st_size
     got = formats.read_tensors(lambda r: calls.append(r) or fetch(r), infos, size, "ck", max_gap=0)
     for name, t in tensors.items():
         np.testing.assert_array_equal(got[name], t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy())

@@ -17,7 +17,7 @@ from huggingface_hub.hf_api import GitRefInfo, GitRefs
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from analysis import activations
-from analysis.checkpoints import CheckpointError
+from analysis.checkpoints import CheckpointError, TransientError, checkpoint, retry
 from analysis.checkpoints.hub import KNOWN_BAD_STEPS, SUITE_RULES, HubRun, rule_for, steps_from_branches
 from analysis.testing.fake_hub import FakeHub, point_client_at, restore_client
 from analysis.testing.http_range_server import RangeServer
@@ -165,13 +165,13 @@ NEOX = GPTNeoXConfig(vocab_size=64, hidden_size=32, num_hidden_layers=4, num_att
                      rotary_pct=0.25, use_parallel_residual=True)
 
 
-def neox_folder(folder, seed: int, kind: str, shards: int = 1):
+def neox_folder(folder, seed: int, kind: str, shards: int = 1, config=NEOX):
     """A 4-block GPT-NeoX checkpoint in Hugging Face layout: safetensors, sharded or .bin."""
     torch.manual_seed(seed)
-    model = GPTNeoXForCausalLM(NEOX)
+    model = GPTNeoXForCausalLM(config)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     write_folder(folder, state, kind, shards)
-    (folder / "config.json").write_text(NEOX.to_json_string())
+    (folder / "config.json").write_text(config.to_json_string())
     return state
 
 
@@ -271,3 +271,120 @@ def test_activation_model_is_pinned_in_the_project_cache_and_asks_for_no_convers
     assert tokenize("w1 w2 w3") == [1, 2, 3]
     assert list((tmp_path / "cache" / "models").glob("models--EleutherAI--pythia-tiny/snapshots/*/pytorch_model.bin"))
     assert not (tmp_path / "hf-home").exists()
+
+
+# --- Faults: a server that ignores Range, rate limits; and what concurrency costs ---------
+
+ROLES = ("qkv", "attn_out", "mlp_in", "mlp_out")
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "bin"])
+def test_a_server_that_ignores_range_is_an_error_naming_file_and_range_and_nothing_is_cached(fake_hub, tmp_path, kind):
+    neox_folder(tmp_path / "src", 0, kind)
+    fake_hub.add("EleutherAI/pythia-tiny", "step0", tmp_path / "src")
+    fake_hub.ignore_range = True  # 200 and the whole file, to every Range request
+    run = HubRun("EleutherAI/pythia-tiny", tmp_path / "cache")
+    with pytest.raises(TransientError, match=r"pythia-tiny@\w+/(model\.safetensors|pytorch_model\.bin): asked for bytes "
+                       r"\[\d+, \d+\) \(\d+ bytes\), got \d+; the server \(or a proxy\) does not answer Range requests"):
+        run.checkpoint(0).matrix("mlp_in", 2)
+    assert {r["status"] for r in fake_hub.requests("cdn")} == {200}
+    assert not list((tmp_path / "cache").rglob("*.npy"))  # no wrong bytes were kept
+
+
+def test_a_429_is_waited_out_as_the_hub_asks_on_every_call_we_make(fake_hub, tmp_path, monkeypatch):
+    waits = []
+    monkeypatch.setattr(retry, "_sleep", waits.append)
+    state = neox_folder(tmp_path / "src", 0, "safetensors")
+    fake_hub.add("EleutherAI/pythia-tiny", "step0", tmp_path / "src")
+    # hf_hub retries tree pages and file reads itself (http_backoff), but not these API calls
+    for path, after in (("/refs", 3), ("/revision/", 2)):
+        fake_hub.throttle(path, 1, retry_after=after)
+    ck = HubRun("EleutherAI/pythia-tiny", tmp_path / "cache").checkpoint(0)
+    np.testing.assert_array_equal(ck.matrix("qkv", 1), state[ck.tensor_name("qkv", 1)].numpy())
+    assert sorted(waits) == [2, 3]  # Retry-After, honoured once for each
+    assert sum(r["status"] == 429 for r in fake_hub.requests("hub")) == 2
+    # a limit that does not lift within the bounded retries: a TransientError that says what to do
+    fake_hub.throttle("/revision/", 100, retry_after=200)
+    from huggingface_hub import HfFileSystem
+
+    HfFileSystem.clear_instance_cache()
+    with pytest.raises(TransientError, match=r"answered 429 \(rate limit\) 2 time\(s\); waited 200 s.*HF_TOKEN"):
+        HubRun("EleutherAI/pythia-tiny", tmp_path / "other-cache").checkpoint(0)
+
+
+def test_a_missing_repo_is_an_error_even_with_a_stale_cached_branch_list(fake_hub, tmp_path, monkeypatch):
+    neox_folder(tmp_path / "src", 0, "safetensors")
+    fake_hub.add("EleutherAI/pythia-tiny", "step0", tmp_path / "src")
+    HubRun("EleutherAI/pythia-tiny", tmp_path / "cache")
+    monkeypatch.setattr("analysis.checkpoints.hub.REFS_MAX_AGE_S", 0)
+    fake_hub.repos.pop("EleutherAI/pythia-tiny")  # deleted, renamed or made private since
+    with pytest.raises(CheckpointError, match="EleutherAI/pythia-tiny: cannot list the repo's branches: the hub says RepositoryNotFoundError"):
+        HubRun("EleutherAI/pythia-tiny", tmp_path / "cache")
+
+
+def test_concurrent_reads_with_a_warm_index_ask_the_api_once_not_once_per_thread(fake_hub, tmp_path, monkeypatch):
+    from huggingface_hub import HfFileSystem
+
+    neox_folder(tmp_path / "src", 0, "safetensors")
+    fake_hub.add("EleutherAI/pythia-tiny", "step0", tmp_path / "src")
+    HubRun("EleutherAI/pythia-tiny", tmp_path / "cache").checkpoint(0).prefetch([("qkv", 1)])  # index cached
+    HfFileSystem.clear_instance_cache()  # a second process
+    fake_hub.reset()
+    monkeypatch.setattr(checkpoint, "CHUNK_BYTES", 4096)  # many concurrent requests
+    ck = HubRun("EleutherAI/pythia-tiny", tmp_path / "cache").checkpoint(0)
+    ck.prefetch([(r, b) for b in (0, 2, 3) for r in ROLES])
+    api = [r["path"] for r in fake_hub.requests("hub") if r["path"].startswith("/api/")]
+    assert len(fake_hub.requests("cdn")) >= 8 and len(api) <= 2, api  # repo check and listing, once
+
+
+WIDE = GPTNeoXConfig(vocab_size=64, hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512,
+                     rotary_pct=0.25, use_parallel_residual=True)
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "bin"])
+def test_prefetch_streams_into_the_cache_in_bounded_batches_of_parallel_chunks(fake_hub, tmp_path, monkeypatch, kind):
+    import tracemalloc
+
+    state = neox_folder(tmp_path / "src", 0, kind, config=WIDE)  # 4 blocks of 0.8 MB
+    fake_hub.add("EleutherAI/pythia-tiny", "step0", tmp_path / "src")
+    ck = HubRun("EleutherAI/pythia-tiny", tmp_path / "cache").checkpoint(0)
+    ck.weight_map  # noqa: B018  (index read before measuring)
+    monkeypatch.setattr(checkpoint, "BATCH_BYTES", 300_000)
+    monkeypatch.setattr(checkpoint, "CHUNK_BYTES", 64 * 1024)
+    pairs = [(r, b) for b in range(4) for r in ROLES]
+    names = [ck.tensor_name(r, b) for r, b in pairs]
+    total = sum(state[n].numel() * state[n].element_size() for n in names)
+    fake_hub.reset()
+    tracemalloc.start()
+    try:
+        ck.prefetch(pairs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total > 3e6 and peak < 1.5e6, (total, peak)  # one batch and the chunks in flight, not everything
+    cdn = [r for r in fake_hub.requests("cdn") if r["range"]]
+    spans = [int(b) - int(a) + 1 for a, b in (r["range"][6:].split("-") for r in cdn)]
+    assert max(spans) <= 64 * 1024 and len(cdn) >= total // (64 * 1024)  # big ranges went as parallel chunks
+    loads = []
+    monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(a))
+    ck.prefetch(pairs)  # all cached: nothing loaded, nothing fetched
+    assert loads == [] and len(fake_hub.requests("cdn")) == len(cdn)
+    monkeypatch.undo()
+    for n in names:  # bit-identical, chunk seams and all
+        np.testing.assert_array_equal(ck.tensor(n), state[n].numpy())
+
+
+def test_cached_facts_of_another_form_are_read_again_not_misread(fake_hub, tmp_path):
+    state = neox_folder(tmp_path / "src", 0, "safetensors")
+    fake_hub.add("EleutherAI/pythia-tiny", "step0", tmp_path / "src")
+    ck = HubRun("EleutherAI/pythia-tiny", tmp_path / "cache").checkpoint(0)
+    ck.weight_map  # noqa: B018
+    path = ck.tensor_cache._meta_path(ck.cache_id)
+    meta = json.loads(path.read_text())
+    assert meta["version"] == checkpoint.META_VERSION
+    meta.update(version=checkpoint.META_VERSION + 1, weight_map={"x": "model.safetensors"})  # a later reader's form
+    path.write_text(json.dumps(meta))
+    fake_hub.reset()
+    again = HubRun("EleutherAI/pythia-tiny", tmp_path / "cache").checkpoint(0)
+    np.testing.assert_array_equal(again.matrix("qkv", 0), state[again.tensor_name("qkv", 0)].numpy())
+    assert fake_hub.requests("cdn") and json.loads(path.read_text())["version"] == checkpoint.META_VERSION

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from analysis import compute, config, results
+from analysis.checkpoints import CheckpointError
 
 from .conftest import ROOT, fresh_cache
 
@@ -85,3 +86,28 @@ def test_depth_steps_read_every_block_only_there_and_the_middle_block_everywhere
     assert read == {(s, b) for s in steps for b in (range(r.n_layers) if s in deep else [r.block])}
     assert {x["step"] for x in r.records(block="all")} == set(deep)
     assert set(r.verdicts.claim) == {1, 2, 3, 4}  # every claim still judged
+
+
+def test_depth_steps_are_chosen_once_among_the_steps_every_run_has(tmp_path):
+    # runs whose step lists differ: picked per run, log-spaced picks land on steps others lack
+    ref = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 143000]
+    treat = [s for s in ref if s not in (2, 8, 32, 128, 512, 2000, 8000, 32000)]
+    rep = [s for s in ref if s != 4]
+    for suite, setting in (("hub", "auto"), ("hub", 5), ("tiny", "auto"), ("hub", "all")):
+        r = results.Results({"cache_dir": str(tmp_path), "suite": suite, "depth_steps": setting})
+        r.__dict__.update(steps={"a": ref, "b": treat, "c": rep}, names={"a": "reference", "b": "treatment", "c": "replica"})
+        if suite == "hub" and setting != "all":  # the steps read at depth are the same for every run
+            assert all(r.depth_steps[n] == r.depth_steps["a"] for n in "bc") and set(r.depth_steps["a"]) <= set(treat)
+        shared = r.shared_depth_steps
+        common = set(ref) & set(treat) & set(rep)
+        assert shared and set(shared) <= common and shared[-1] == 143000, (suite, setting, shared)
+        for name, steps in r.depth_steps.items():
+            assert set(shared) <= set(steps) <= set(r.steps[name])
+        if setting in ("auto", 5) and suite == "hub":
+            assert len(shared) == (12 if setting == "auto" else 5) or len(shared) == len(common)
+        else:  # every step of each run reads every block; the runs are compared where all have
+            assert set(shared) == common
+    r = results.Results({"cache_dir": str(tmp_path), "suite": "hub", "depth_steps": "auto"})
+    r.__dict__.update(steps={"a": [0, 1], "b": [2, 3]})
+    with pytest.raises(CheckpointError, match="the runs share no analysed step"):
+        r.depth_steps  # noqa: B018

@@ -17,6 +17,7 @@ import json
 import math
 import pickle
 import struct
+import threading
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -75,7 +76,8 @@ ZIP_LOCAL_SIGNATURE = b"PK\x03\x04"
 MAX_GAP = 1 << 18
 
 
-_BYTES_READ = [0]  # process-wide count, for progress bars
+_BYTES_READ = [0]  # process-wide count, for progress bars (fetch threads add to it)
+_BYTES_LOCK = threading.Lock()
 
 
 def bytes_read() -> int:
@@ -85,7 +87,8 @@ def bytes_read() -> int:
 
 def count_read(n: int) -> None:
     """Fetch functions report the bytes they moved here."""
-    _BYTES_READ[0] += n
+    with _BYTES_LOCK:
+        _BYTES_READ[0] += n
 
 
 class SparseFile(io.RawIOBase):
@@ -137,7 +140,7 @@ class SparseFile(io.RawIOBase):
             return b""
         start, data = found
         self.pos = b
-        return data[a - start:b - start]
+        return bytes(data[a - start:b - start])
 
     def readinto(self, buf):
         data = self.read(len(buf))
@@ -401,10 +404,10 @@ def read_tensors(fetch, infos: list[TensorInfo], size: int, where: str, max_gap:
     for info in infos:
         lo, _ = spans[info.name]
         k = bisect.bisect_right(starts, lo) - 1
-        base, buf = ranges[k][0], data[k]
+        base, buf = ranges[k][0], memoryview(data[k])  # slices of it copy nothing
         start, end = info.start, info.end
         if info.header is not None:
-            local = buf[lo - base:lo - base + 30]
+            local = bytes(buf[lo - base:lo - base + 30])
             if len(local) < 30 or local[:4] != ZIP_LOCAL_SIGNATURE:
                 raise FormatError(f"{where}: no zip local header at byte {info.header} for tensor {info.name!r}")
             name_len, extra_len = struct.unpack("<HH", local[26:30])
@@ -414,7 +417,7 @@ def read_tensors(fetch, infos: list[TensorInfo], size: int, where: str, max_gap:
         if len(raw) < end - start and base + len(buf) >= min(size, spans[info.name][1]):
             # a header longer than guessed: fetch the rest of this tensor
             got = max(0, base + len(buf) - start)
-            raw = raw + fetch([(start + got, end)])[0]
+            raw = bytes(raw) + bytes(fetch([(start + got, end)])[0])
         if len(raw) != end - start:
             raise FormatError(f"{where}: file ends at byte {start + len(raw)}, expected {end - start} bytes from "
                               f"{start} for tensor {info.name!r} (truncated?)")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..files import atomic_path
 from .checkpoint import Checkpoint, CheckpointError, TransientError, is_transient
+from .retry import retrying
 from .tensor_cache import TensorCache, offline
 
 # Revision naming rules: branch regex whose first group is the training step.
@@ -120,16 +121,17 @@ class HubRun:
         if age is not None and 0 <= age < REFS_MAX_AGE_S:
             return cached
         try:
-            refs = self.api.list_repo_refs(self.repo)
+            refs = retrying(lambda: self.api.list_repo_refs(self.repo), f"{self.repo}: listing the repo's branches")
         except Exception as e:  # network, auth, missing repo: all mean "cannot list the run" now
+            if not is_transient(e):  # no such repo, no access: a fact, which a cached list must not hide
+                raise CheckpointError(f"{self.repo}: cannot list the repo's branches: the hub says {type(e).__name__}: "
+                                      f"{e}; expected a hub repo id this account can read (check analysis.runs, and "
+                                      "HF_TOKEN for a gated repo)") from e
             if cached is not None:
                 warnings.warn(f"{self.repo}: cannot list the repo's branches on the hub ({type(e).__name__}: {e}); "
                               f"using the list cached {age / 3600:.0f} h ago ({path}). Set HF_HUB_OFFLINE=1 to work "
                               "from the cache without asking the hub", stacklevel=2)
                 return cached
-            if not is_transient(e):  # no such repo, no access: retrying gives the same answer
-                raise CheckpointError(f"{self.repo}: cannot list the repo's branches on the hub ({type(e).__name__}: "
-                                      f"{e}); expected a hub repo id this account can read") from e
             raise TransientError(f"{self.repo}: cannot list the repo's branches on the hub ({type(e).__name__}: {e}); "
                                  "nothing is cached for it yet, so it needs network access once") from e
         branches = [{"name": b.name, "target_commit": b.target_commit} for b in refs.branches]

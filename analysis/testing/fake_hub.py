@@ -11,6 +11,11 @@ The API answers refs, revision (repo info), tree (with `Link` pagination), paths
 resolve; LFS files (.safetensors, .bin, ...) resolve with a 302 to a second server, the
 "CDN", that serves them by Range (analysis.testing.http_range_server), as the real hub does.
 Each answer waits `latency` seconds first, on both servers.
+
+Faults, as the real hub and proxies show them: `hub.ignore_range = True` makes the CDN answer
+every request 200 with the whole file (a proxy that drops Range); `hub.throttle(pattern, n)`
+answers the next n API requests whose path matches `pattern` with 429 and the hub's
+rate-limit headers (Retry-After, RateLimit, RateLimit-Policy).
 """
 
 import hashlib
@@ -85,6 +90,10 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
     def _route(self, body):
         time.sleep(self.server.hub.latency)
         hub, url = self.server.hub, urlsplit(self.path)
+        wait = hub._throttled(self.path)
+        if wait is not None:  # as the hub answers once a 5-minute quota is used up
+            return self._answer(429, b"", {"Retry-After": str(wait), "RateLimit": f'"api";r=0;t={wait}',
+                                           "RateLimit-Policy": '"fixed window";"api";q=500;w=300'})
         query = parse_qs(url.query)
         m = re.fullmatch(r"/api/models/([^/]+/[^/]+)(/.*)?", url.path)
         if m:
@@ -166,6 +175,8 @@ class _CdnHandler(RangeHandler):
 
     def send_head(self):
         time.sleep(self.server.hub.latency)
+        if self.server.hub.ignore_range and "Range" in self.headers:
+            del self.headers["Range"]  # a proxy that drops Range: 200 and the whole file
         out = super().send_head()
         n = getattr(self, "_remaining", 0) if out else 0
         status = 404 if out is None else 206 if self.headers.get("Range") else 200
@@ -182,6 +193,7 @@ class FakeHub:
         self.branches = {}  # repo -> {branch: commit}
         self.blobs = {}  # sha256 -> _File
         self.log, self._lock = [], threading.Lock()
+        self.ignore_range, self._throttles = False, []  # faults (see the module's doc)
         self.hub = _Server(("127.0.0.1", 0), _HubHandler)
         self.cdn = _Server(("127.0.0.1", 0), _CdnHandler)
         self.cdn.bytes_sent = self.cdn.file_bytes = 0  # RangeHandler counts into these
@@ -240,6 +252,20 @@ class FakeHub:
         if folder and not names:
             return None
         return [self.entry(repo, commit, n) for n in sorted(names)]
+
+    def throttle(self, pattern: str, times: int = 1, retry_after: int = 1) -> None:
+        """Answer the next `times` hub requests whose path matches regex `pattern` with 429,
+        asking the client to come back in `retry_after` seconds."""
+        with self._lock:
+            self._throttles.append([re.compile(pattern), times, retry_after])
+
+    def _throttled(self, path: str) -> int | None:
+        with self._lock:
+            for t in self._throttles:
+                if t[1] > 0 and t[0].search(path):
+                    t[1] -= 1
+                    return t[2]
+        return None
 
     def _record(self, server, method, path, rng, status, nbytes):
         with self._lock:
