@@ -61,15 +61,22 @@ def block_grid(records: list[dict], bins: int, limits=None, title: str | None = 
             dens, _ = np.histogram(measures.normalised(_gaussian_line(rec)), edges, density=True)
             ax.stairs(dens, edges, **line)
             ax.set_ylim(0, ymax)
-            ax.tick_params(labelsize="xx-small")
-            if i == 0:
-                ax.set_title(style.ROLE_LABELS[role], fontsize="small")
-            if i == len(blocks) - 1:
-                ax.set_xlabel("σ / rms(σ)", fontsize="x-small")
-        axes[i, 0].set_ylabel(f"block {block}", fontsize="small")
+    _label_grid(axes, blocks, roles)
     if title:
         fig.suptitle(title, fontsize="medium")
     return fig
+
+
+def _label_grid(axes, blocks, roles) -> None:
+    """Roles over the columns, blocks down the rows, σ / rms(σ) under the bottom row."""
+    for i, block in enumerate(blocks):
+        for j, role in enumerate(roles):
+            axes[i, j].tick_params(labelsize="xx-small")
+            if i == 0:
+                axes[i, j].set_title(style.ROLE_LABELS[role], fontsize="small")
+            if i == len(blocks) - 1:
+                axes[i, j].set_xlabel("σ / rms(σ)", fontsize="x-small")
+        axes[i, 0].set_ylabel(f"block {block}", fontsize="small")
 
 
 def block_grid_runs(records: list[dict], names: dict, bins: int, title: str | None = None):
@@ -95,12 +102,7 @@ def block_grid_runs(records: list[dict], names: dict, bins: int, title: str | No
                 else:
                     ax.stairs(dens, edges, color="0.15", linewidth=1.0, **style.run_style(run_role))
             ax.set_ylim(0, ymax)
-            ax.tick_params(labelsize="xx-small")
-            if i == 0:
-                ax.set_title(style.ROLE_LABELS[role], fontsize="small")
-            if i == len(blocks) - 1:
-                ax.set_xlabel("σ / rms(σ)", fontsize="x-small")
-        axes[i, 0].set_ylabel(f"block {block}", fontsize="small")
+    _label_grid(axes, blocks, roles)
     others = {run: role for run, role in names.items() if role != "reference"}
     fig.legend(*style.run_handles(others, color="0.15"), loc="outside lower center",
                ncol=style.legend_columns(len(others)), fontsize="small", title="filled: the reference",
