@@ -4,7 +4,8 @@ pre:  take `_freeze.lock`, make `_freeze/` the active profile's freezer holding 
       its stamp vouches for under the active settings, and clear the Jupyter cache;
 post: stamp what the render froze, put the default build's freezer back, clear the Jupyter
       cache and drop the lock.
-Why: analysis/freezer.py. Runs under Quarto's Python (QUARTO_PYTHON).
+Why: analysis/freezer.py. Runs under Quarto's Python (QUARTO_PYTHON), which must be the
+project's (Python >= 3.10 with the package's dependencies): the stamp reads the settings.
 """
 
 from __future__ import annotations
@@ -35,14 +36,22 @@ def main(stage: str) -> None:
     if stage not in ("pre", "post"):
         raise SystemExit(f"render_hook.py: expected 'pre' or 'post', got {stage!r}")
     tag, quarto = freezer.profile_tag(), os.getppid()  # the hook's parent: the Quarto render
-    from analysis.errors import AnalysisError
-
+    try:  # the stamp needs the package (settings, tables version): the project's Python
+        if sys.version_info < (3, 10):
+            raise ImportError(f"Python {sys.version.split()[0]} is older than the package's 3.10")
+        from analysis import config, results  # noqa: F401  (active_key's)
+        from analysis.errors import AnalysisError
+    except ImportError as e:
+        print(f"render_hook ({stage}): cannot import the analysis package ({e}); "
+              f"run Quarto with QUARTO_PYTHON set to the project's Python (.venv/bin/python)", file=sys.stderr)
+        raise SystemExit(1)
     try:  # a known failure is one line; the lock stays with this render (stale once it exits)
+        key = active_key(tag)
         if stage == "pre":
             freezer.lock(ROOT, quarto)
-            done = freezer.prepare(ROOT, active_key(tag))
+            done = freezer.prepare(ROOT, key)
         else:
-            done = freezer.finish(ROOT, active_key(tag))
+            done = freezer.finish(ROOT, key)
         freezer.clear_jupyter_cache(ROOT)
     except (RuntimeError, AnalysisError) as e:  # freezer.LockHeld is a RuntimeError
         print(f"render_hook ({stage}, profile {tag}): {e}", file=sys.stderr)

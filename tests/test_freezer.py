@@ -229,3 +229,12 @@ def test_jupyter_cache_under_jupytercache_is_cleared_and_a_non_cache_refused(tmp
     (tmp_path / "report" / "jc").mkdir(parents=True)
     (tmp_path / "report" / "jc" / "global.db").write_text("")
     assert freezer.clear_jupyter_cache(tmp_path, env={"JUPYTERCACHE": "jc"}) == [tmp_path / "report" / "jc"]
+
+
+def test_a_settings_error_is_one_line_and_takes_no_lock(tmp_path):
+    root = _hook_project(tmp_path)
+    smoke = root / "_quarto-smoke.yml"
+    smoke.write_text(smoke.read_text().replace("analysis:\n", "analysis:\n  block: first\n", 1))
+    done = _hook(root, "pre")
+    assert done.returncode == 1 and "analysis.block" in done.stderr and "Traceback" not in done.stderr
+    assert not (root / "_freeze.lock").exists() and not (root / "_freeze").exists()
