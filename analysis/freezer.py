@@ -131,10 +131,12 @@ def prepare(root: Path, key: dict) -> str:
     live = root / FREEZER
     stamp = read_stamp(live)
     if {k: stamp.get(k) for k in key} != key:
+        held = any(live.iterdir())
         shutil.rmtree(live)
         live.mkdir()
-        done.append("its stamp is not the active settings' (analysis settings or tables version "
-                    "changed, or none): emptied, every chapter executes")
+        if held:
+                done.append("its stamp is not the active settings' (analysis settings or tables version "
+                        "changed, or none): emptied, every chapter executes")
     else:
         listed = stamp["entries"]
         stale = {p.parent.parent for p in _frozen(live)
