@@ -11,13 +11,16 @@ import sys
 
 import pytest
 
+from analysis import freezer, report
+
 from .conftest import ROOT, fresh_cache
 
 QUARTO = shutil.which("quarto")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(QUARTO is None, reason="quarto is not installed")]
 
-CHAPTERS = ["index", "weight-distribution", "residual-paths", "depth-trends", "deduplication", "methods", "audit"]
+# Every chapter and appendix the book lists, as paths without suffix: "index", "report/methods".
+CHAPTERS = [p.relative_to(ROOT).with_suffix("").as_posix() for p in report.chapters(ROOT)]
 
 
 def _project_copy(dest):
@@ -76,10 +79,13 @@ def test_each_profile_renders_its_own_results_never_another_profiles_frozen_ones
     assert logs["alt"].count("Executing '") == len(CHAPTERS)
     # A profile's own freezer comes back for its next render: nothing executes, same preface.
     assert "Executing '" not in logs["smoke again"] and prefaces["smoke again"] == "smoke"
-    # Between renders _freeze/ is the default build's (here: none yet); the others are aside.
-    assert not (root / "_freeze" / "PROFILE").exists()
-    assert (root / "_freeze-smoke" / "PROFILE").read_text().strip() == "smoke"
-    assert (root / "_freeze-smoke+alt" / "PROFILE").is_file()
+    # Between renders _freeze/ is the default build's (here: none yet); the others are aside,
+    # each stamped with its profile and the hash of every chapter's frozen result.
+    assert not (root / "_freeze").exists() and not (root / "_freeze.lock").exists()
+    for tag in ("smoke", "smoke+alt"):
+        stamp = freezer.read_stamp(root / f"_freeze-{tag}")
+        assert stamp["profile"] == tag
+        assert {e.split("/execute-results/")[0] for e in stamp["entries"]} == set(CHAPTERS)
     assert not list(root.rglob(".jupyter_cache"))  # the cache served one render only
 
 
@@ -92,7 +98,7 @@ def test_the_preface_describes_the_suite_of_the_profile(book):
 def test_each_chapter_executes_once_for_html_and_pdf(book):
     log = book[2]["smoke"]
     for chapter in CHAPTERS:
-        assert log.count(f"Executing '{chapter}.quarto_ipynb'") == 1, chapter
+        assert log.count(f"Executing '{chapter.split('/')[-1]}.quarto_ipynb'") == 1, chapter
     assert log.count("(Notebook read from cache)") == len(CHAPTERS)  # the second format's run
 
 
@@ -130,7 +136,7 @@ def test_no_figure_or_video_is_wider_than_its_column(book, tmp_path, window):
     out = book[0] / "_book-smoke"
     scaled = 0
     for chapter in CHAPTERS:
-        page = out / ("index.html" if chapter == "index" else f"report/{chapter}.html")
+        page = out / f"{chapter}.html"
         checked = page.with_name(f"measured-{page.name}")
         checked.write_text(page.read_text().replace("</body>", MEASURE + "</body>"))
         run = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
