@@ -113,12 +113,14 @@ def test_math_needs_no_script_or_network(book):
 
 
 # Appended to a copy of each page: every image's and video's rendered box against its
-# parent's and the viewport, and its natural width.
+# parent's, every table's against the text column's (main), each against the viewport, and its
+# natural width.
 MEASURE = """
 <script>
 window.addEventListener('load', () => setTimeout(() => {
-  const rows = [...document.querySelectorAll('main img, main video')].map(el => {
-    const r = el.getBoundingClientRect(), p = el.parentElement.getBoundingClientRect();
+  const rows = [...document.querySelectorAll('main img, main video, main table')].map(el => {
+    const box = el.tagName === 'TABLE' ? el.closest('main') : el.parentElement;
+    const r = el.getBoundingClientRect(), p = box.getBoundingClientRect();
     return [el.tagName, r.left, r.right, p.left, p.right, el.naturalWidth || el.videoWidth || 0].join(' ');
   });
   const d = document.createElement('pre');
@@ -132,7 +134,7 @@ window.addEventListener('load', () => setTimeout(() => {
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 @pytest.mark.parametrize("window", [1400, 800])
-def test_no_figure_or_video_is_wider_than_its_column(book, tmp_path, window):
+def test_no_figure_video_or_table_is_wider_than_its_column(book, tmp_path, window):
     out = book[0] / "_book-smoke"
     scaled = 0
     for chapter in CHAPTERS:

@@ -22,14 +22,17 @@ from .tensor_cache import offline
 
 
 # Concurrent range requests per checkpoint file (each a hub redirect plus a CDN answer); the
-# most bytes one request asks for (a larger coalesced range is split, so that it too moves
-# over several connections; smaller chunks cost more requests against the hub's rate limit);
-# and the most tensor bytes read in one batch, which bounds what a read holds in memory: the
-# batch's buffer and the chunks in flight, about BATCH_BYTES + 2 x 4 x CHUNK_BYTES (measured:
-# +390 MiB peak RSS to prefetch every block of a pythia-410m checkpoint; +1020 MiB unbatched).
+# most tensor bytes read in one batch, which bounds what a read holds in memory (a batch's
+# buffer and its ranges in flight; measured at 128 MiB batches: +390 MiB peak RSS to prefetch
+# every block of a pythia-410m checkpoint, +1020 MiB unbatched); and the most bytes one request
+# asks for (a larger coalesced range is split into chunks fetched concurrently). Chunks are as
+# large as a batch: every chunk costs a resolve against the hub's 5-minute quota, and on the
+# benchmark's fake hub smaller parallel chunks were slower (benchmarks/results/
+# hub-requests-2core.log); 256 MiB batches keep every block of a pythia-1b checkpoint within
+# 60 requests in each format (30 safetensors, 48 .bin, 49 sharded).
 FETCH_WORKERS = 8
-CHUNK_BYTES = 1 << 25
-BATCH_BYTES = 1 << 27
+BATCH_BYTES = 1 << 28
+CHUNK_BYTES = BATCH_BYTES
 
 # What the cached facts of a checkpoint (file list, config, indexes: `_memo`) look like; bump it
 # when their form changes, and caches of the old form are read again instead of misread.
