@@ -4,7 +4,8 @@ Every function takes the results' tables and returns one row per tested part:
 claim, part, run, role, measure, effect (the measured value), low/high (its interval),
 noise_low/noise_high (what noise alone gives), resolution (the smallest effect the test
 detects with 80% power, where it can be stated) and verdict (holds / does not hold /
-undecided). Nothing here is typed into prose by hand; properties that hold by construction
+undecided; the wiring comparison: agree / differ / undecided, about the
+difference between two architectures, not the fact). Nothing here is typed into prose by hand; properties that hold by construction
 (the toy's own depth trend) are figures, not rows.
 """
 
@@ -41,7 +42,8 @@ def _row(claim, part, run, role, measure, effect, low, high, verdict, noise=(np.
     baseline draws' prediction band), "intervals" (an interval against other intervals or a
     fixed band), "interval" (an interval against zero), "ratio" (treatment–reference over
     replica–reference difference, interval against 1 + alike_margin), "difference"
-    ((treatment − reference) − (replica − reference), interval against zero)."""
+    ((treatment − reference) − (replica − reference), interval against zero), "equivalence"
+    (a paired difference's 1 − 2α interval against ±margin: agree / differ / undecided)."""
     return {"claim": claim, "part": part, "comparison": comparison, "run": run, "role": role, "measure": measure,
             "detail": detail, "effect": float(effect),
             "low": float(low), "high": float(high), "noise_low": float(noise[0]), "noise_high": float(noise[1]),
