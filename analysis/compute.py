@@ -177,7 +177,15 @@ def _architecture_blocks(r):
 def _architecture_verdicts(r):
     if r.architecture_runs.empty:
         return pd.DataFrame()
-    return verdicts.architectures(r.architecture_runs, r.cfg["verdicts"]["level"])
+    (_, first), (_, second) = r.cfg["architectures"].items()
+    runs = r.architecture_runs
+    # Measures read off a grid: the share of training on the checkpoint steps, the toy's integer depths.
+    views = [r.architecture(label) for label in r.cfg["architectures"]]
+    steps = {s / a.steps[n][-1] for a in views for n in a.runs for s in a.steps[n]}
+    grids = {m: sorted(steps) for m in runs["measure"].unique() if m.startswith("share of training")}
+    grids.update({m: range(1, r.cfg["residual"]["depth"] + 1) for m in runs["measure"].unique()
+                  if m.startswith("toy depth")})
+    return verdicts.architectures(runs, r.cfg["verdicts"]["level"], list(zip(first, second)), grids)
 
 
 TABLES = {

@@ -189,8 +189,9 @@ def _arch(spec: dict) -> str:
 
 def _validate_architectures(cfg: dict) -> None:
     """Each architecture: a list of at least two runs (a reference and a replica); no run in
-    two. On the tiny suite the runs must exist, be of the architecture they are listed under
-    and share their data, and the `runs` roles must not mix architectures: a replica or
+    two; both lists equally long (runs pair by position). On the tiny suite the runs must
+    exist, be of the architecture they are listed under, share their data, pair by seed
+    (twins at one position, no seed twice within an architecture), and the `runs` roles must not mix architectures: a replica or
     treatment of another wiring would be judged as seed or data noise."""
     archs = cfg["architectures"]
     for label, names in archs.items():
@@ -202,6 +203,9 @@ def _validate_architectures(cfg: dict) -> None:
         raise ConfigError(f"analysis.architectures: a run is listed twice: {listed}")
     if archs and len(archs) != 2:
         raise ConfigError(f"analysis.architectures: expected two architectures to compare, got {sorted(archs)}")
+    if archs and len({len(names) for names in archs.values()}) != 1:
+        raise ConfigError(f"analysis.architectures: the runs pair by position (twins of one seed), so both "
+                          f"architectures must list as many runs, got {archs}")
     if cfg["suite"] != "tiny":
         return
     tiny = cfg["tiny"]["runs"]
@@ -218,6 +222,18 @@ def _validate_architectures(cfg: dict) -> None:
     data = {tiny[n]["data"] for n in listed}
     if len(data) > 1:
         raise ConfigError(f"analysis.architectures: the compared runs must share their data, got {sorted(data)}")
+    # The comparison is paired: the runs at one position are twins (same seed: same initial
+    # weights and data order), so each architecture's seeds must differ and line up.
+    for label, names in archs.items():
+        seeds = [tiny[n]["seed"] for n in names]
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"analysis.architectures.{label}: runs {names} repeat a seed ({seeds}); a replica "
+                              "needs its own seed")
+    (a, first), (b, second) = archs.items() if archs else ((None, []), (None, []))
+    for x, y in zip(first, second):
+        if (tiny[x]["seed"], tiny[x]["data"]) != (tiny[y]["seed"], tiny[y]["data"]):
+            raise ConfigError(f"analysis.architectures: {a} run {x!r} (seed {tiny[x]['seed']}) and {b} run {y!r} "
+                              f"(seed {tiny[y]['seed']}) are at the same position, so they must share seed and data")
     ref = tiny.get(cfg["runs"]["reference"])
     for name, role in run_roles(cfg).items():
         if ref is not None and name in tiny and _arch(tiny[name]) != _arch(ref):

@@ -4,12 +4,14 @@ Every function takes the results' tables and returns one row per tested part:
 claim, part, run, role, measure, effect (the measured value), low/high (its interval),
 noise_low/noise_high (what noise alone gives), resolution (the smallest effect the test
 detects with 80% power, where it can be stated) and verdict (holds / does not hold /
-undecided). Nothing here is typed into prose by hand; properties that hold by construction
+undecided; the wiring comparison: agree / differ / undecided, about the
+difference between two architectures, not the fact). Nothing here is typed into prose by hand; properties that hold by construction
 (the toy's own depth trend) are figures, not rows.
 """
 
 import numpy as np
 import pandas as pd
+import scipy.optimize
 import scipy.stats
 
 from . import dynamics
@@ -23,10 +25,14 @@ STUDY_CLAIMS = {
 }
 # Questions the study left open, tested here as the claims are (numbered after them).
 BEYOND_STUDY = {
-    6: "the facts of claims 1–3 hold alike for sequential-residual (GPT-2-style) blocks",
+    6: "claims 1–3 measure the same in parallel and sequential-residual (GPT-2-style) blocks",
 }
 KIND_NAMES = {"gaussian": "Gaussian", "logistic": "logistic"}
 OUTPUT_ROLES = ("attn_out", "mlp_out")  # the rest (qkv, mlp_in) read the residual stream
+# The comparison of two block wirings names its own verdicts: "agree" is a finding about the
+# difference between the architectures, not about the fact itself (which may fail in both).
+AGREE, DIFFER = "agree", "differ"
+NEAREST_GAUSSIAN = "attention output is the role nearest Gaussian"
 STUDY_DEPTH_BAND, STUDY_LAYERS = (10, 20), 16  # the study's toy depths for pythia-1b's 16 blocks
 
 
@@ -36,7 +42,8 @@ def _row(claim, part, run, role, measure, effect, low, high, verdict, noise=(np.
     baseline draws' prediction band), "intervals" (an interval against other intervals or a
     fixed band), "interval" (an interval against zero), "ratio" (treatment–reference over
     replica–reference difference, interval against 1 + alike_margin), "difference"
-    ((treatment − reference) − (replica − reference), interval against zero)."""
+    ((treatment − reference) − (replica − reference), interval against zero), "equivalence"
+    (a paired difference's 1 − 2α interval against ±margin: agree / differ / undecided)."""
     return {"claim": claim, "part": part, "comparison": comparison, "run": run, "role": role, "measure": measure,
             "detail": detail, "effect": float(effect),
             "low": float(low), "high": float(high), "noise_low": float(noise[0]), "noise_high": float(noise[1]),
@@ -121,7 +128,7 @@ def weight_distribution(measures: pd.DataFrame, draws: pd.DataFrame, block: int,
             verdict = (iv.HOLDS if all(a[2] < ex[r][1] for r in others) else
                        iv.FAILS if any(ex[r][2] < a[1] for r in others) else iv.UNDECIDED)
             nearest = min(others, key=lambda r: ex[r][0])
-            rows.append(_row(1, "attention output is the role nearest Gaussian", run, "attn_out",
+            rows.append(_row(1, NEAREST_GAUSSIAN, run, "attn_out",
                              "excess W1 to Gaussian (noise: the next nearest role's interval)",
                              a[0], a[1], a[2], verdict, (ex[nearest][1], ex[nearest][2]), comparison="intervals",
                              detail=f"next nearest: {nearest} {ex[nearest][0]:.3g}"))
@@ -590,46 +597,140 @@ def across_models(rows: pd.DataFrame, name: str, level: float) -> dict:
             "without_first": "", "without_last": "", "when": first["when"], "contradict": len(against)}
 
 
-def architectures(rows: pd.DataFrame, level: float) -> pd.DataFrame:
-    """Do claims 1–3 come out the same in two block wirings? rows: per-run verdict rows of
-    claims 1–3 (compute's architecture_runs, scope "run") for two architectures of at least
-    two runs each, the first architecture's label first. Per claim part and matrix role:
-    d = mean effect of the second architecture's runs − the first's, with a Student t
-    interval whose standard error comes from the runs' spread about their own
-    architecture's mean (the replica noise, pooled over both; n_runs − 2 degrees of freedom),
-    and the smallest d detected with 80% power. Verdict on "the fact holds alike in both":
-    holds where every run of both reaches the same decided verdict; does not hold where
-    every run of one reaches the opposite decided verdict of every run of the other and d
-    lies beyond the replica noise; undecided otherwise. The detail says where d lies beyond
-    the replica noise even though the verdicts agree (same fact, another size)."""
+
+
+def holm(p) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error) of p (n,); NaN stays NaN."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    adj = np.maximum.accumulate([min(1.0, (m - k) * p[i]) for k, i in enumerate(order)]) if m else []
+    out[order] = adj
+    return out
+
+
+def grid_step(values, grid) -> float:
+    """The resolution of a measure read off a grid (checkpoint shares, integer toy depths):
+    the widest grid cell next to any observed value (a value on the grid stands for anything
+    within its neighbouring cells). NaN without a grid."""
+    if grid is None or len(grid) < 2:
+        return np.nan
+    g = np.unique(np.asarray(grid, dtype=float))
+    gaps = np.diff(g)
+    cells = []
+    for v in np.asarray(values, dtype=float):
+        i = int(np.argmin(abs(g - v)))
+        cells += [gaps[j] for j in (i - 1, i) if 0 <= j < len(gaps)]
+    return float(max(cells)) if cells else np.nan
+
+
+def twin_power(se: float, dof: int, margin: float, level: float) -> tuple[float, float]:
+    """Power of the paired tests, from the noncentral t (scipy.stats.nct) with the measured
+    standard error se on dof degrees of freedom. -> (power of the equivalence test (TOST at
+    1 - level per side) to show agreement when the true difference is 0 (a lower bound:
+    1 - both sides' misses), the smallest |d| the one-sided test of |d| > margin at 1 - level
+    detects with 80% power, in the measure's units)"""
+    if not (np.isfinite(se) and se > 0 and dof >= 1):
+        return np.nan, np.nan
+    t = scipy.stats.t.ppf(level, dof)
+    agree = max(0.0, 1 - 2 * scipy.stats.nct.cdf(t, dof, margin / se)) if margin > 0 else 0.0
+    ncp = scipy.optimize.brentq(lambda c: scipy.stats.nct.sf(t, dof, c) - 0.8, 0.0, 1e4)
+    return float(agree), float(margin + ncp * se)
+
+
+def architectures(rows: pd.DataFrame, level: float, pairs: list[tuple[str, str]],
+                  grids: dict | None = None) -> pd.DataFrame:
+    """Do the two block wirings agree on each measure of claims 1–3? rows: per-run verdict
+    rows (compute's architecture_runs, scope "run"); pairs: (first-architecture run, its
+    twin of the second architecture), twins sharing seed, initial weights and data order;
+    grids: {measure: the grid its values lie on} for measures read off a grid.
+
+    Per claim part and matrix, paired: d_i = twin's effect − first's (claim 1's "nearest
+    Gaussian": the contrast, attn_out's excess W1 minus the next-nearest role's), d = mean
+    d_i, SE = SD(d_i)/√n_pairs on n_pairs − 1 degrees of freedom, floored at the grid's
+    rounding (h·√(2/12)/√n_pairs, cell width h) for gridded measures. The margin Δ is fixed
+    from the first architecture's runs alone, before the second is looked at: the distance
+    from their mean effect to the nearest edge of the claim's decision band (its noise band;
+    0 for intervals judged against 0) — the shift that would flip the first's verdict.
+    agree: the 1 − 2α interval of d (α = 1 − level) lies inside ±Δ (TOST); differ: |d| > Δ
+    one-sided at α after Holm's correction over every row of the table (p_holm); undecided
+    otherwise, and where the spread is not estimable (fewer than two pairs, or no spread
+    and no grid)."""
+    grids = grids or {}
     rows = rows[rows["scope"] == "run"]
+    cols = ["claim", "part", "run", "role", "measure", "effect", "low", "high", "verdict"]
     labels = list(dict.fromkeys(rows["architecture"]))
-    if len(labels) != 2:
-        return pd.DataFrame(columns=["claim", "part", "run", "role", "measure", "effect", "low", "high", "verdict"])
+    if len(labels) != 2 or not pairs:
+        return pd.DataFrame(columns=cols)
     first, second = labels
+    alpha = 1 - level
     out = []
-    for (claim, part, role), g in rows.groupby(["claim", "part", "role"], sort=False):
-        by = {a: g[g["architecture"] == a] for a in labels}
-        e = {a: by[a]["effect"].to_numpy(dtype=float) for a in labels}
-        v = {a: list(by[a]["verdict"]) for a in labels}
-        n = {a: len(e[a]) for a in labels}
-        dof = n[first] + n[second] - 2
-        ss = sum(((e[a] - e[a].mean()) ** 2).sum() for a in labels)
-        se = np.sqrt(ss / dof * (1 / n[first] + 1 / n[second])) if dof > 0 else np.nan
-        d = float(e[second].mean() - e[first].mean())
-        t_level, t_power = scipy.stats.t.ppf(0.5 + level / 2, dof), scipy.stats.t.ppf(0.8, dof)
-        half = t_level * se
-        beyond = bool(np.isfinite(half) and abs(d) > half)
-        decided = {a: v[a][0] if len(set(v[a])) == 1 and v[a][0] != iv.UNDECIDED else None for a in labels}
-        if decided[first] is not None and decided[first] == decided[second]:
-            verdict = iv.HOLDS
-        elif decided[first] is not None and decided[second] is not None and beyond:
-            verdict = iv.FAILS  # opposite decided verdicts, and effects apart beyond the replica noise
-        else:
-            verdict = iv.UNDECIDED
-        detail = f"{first}: {', '.join(v[first])}; {second}: {', '.join(v[second])}"
-        if beyond:
-            detail += "; effects differ beyond the replica noise"
-        out.append(_row(claim, part, f"{second} − {first}", role, g["measure"].iloc[0], d, d - half, d + half,
-                         verdict, (0.0 - half, half), (t_level + t_power) * se, "difference", detail))
-    return pd.DataFrame(out)
+    for (claim, part), g in rows.groupby(["claim", "part"], sort=False):
+        for role, h in g.groupby("role", sort=False):
+            by_run = {x["run"]: x for _, x in h.iterrows()}
+            twins = [(by_run[a], by_run[b]) for a, b in pairs if a in by_run and b in by_run]
+            contrast = part == NEAREST_GAUSSIAN
+
+            def value(x):
+                return x["effect"] - (x["noise_low"] + x["noise_high"]) / 2 if contrast else x["effect"]
+
+            e1 = np.array([value(a) for a, _ in twins], dtype=float)
+            e2 = np.array([value(b) for _, b in twins], dtype=float)
+            ok = np.isfinite(e1) & np.isfinite(e2)
+            e1, e2 = e1[ok], e2[ok]
+            n = len(e1)
+            measure = h["measure"].iloc[0]
+            first_rows = [a for a, _ in twins]
+            # Δ from the first architecture's runs only.
+            m1 = float(np.mean(e1)) if n else np.nan
+            bands = np.array([[x["noise_low"], x["noise_high"]] for x in first_rows], dtype=float).reshape(-1, 2)
+            edges = [0.0] if contrast or not np.isfinite(bands).all() else list(bands.mean(axis=0))
+            margin = float(min(abs(m1 - x) for x in edges)) if n else np.nan
+            d_i = e2 - e1
+            d = float(d_i.mean()) if n else np.nan
+            dof = n - 1
+            sd = float(d_i.std(ddof=1)) if n >= 2 else np.nan
+            step = grid_step(np.concatenate([e1, e2]), grids.get(measure))
+            floor = step * np.sqrt(2 / 12) / np.sqrt(n) if np.isfinite(step) and n else 0.0
+            se = max(sd / np.sqrt(n), floor) if n >= 2 else np.nan
+            estimable = n >= 2 and np.isfinite(se) and se > 0
+            if estimable:
+                t_eq = scipy.stats.t.ppf(1 - alpha, dof)
+                low, high = d - t_eq * se, d + t_eq * se
+                p = float(scipy.stats.t.sf((abs(d) - margin) / se, dof))
+            else:
+                low = high = p = np.nan
+            power, resolution = twin_power(se, dof, margin, level) if estimable else (np.nan, np.nan)
+            own = {x: ", ".join(r["verdict"] for r in rs) for x, rs in
+                   ((first, [a for a, _ in twins]), (second, [b for _, b in twins]))}
+            detail = (f"{n} pairs; {first}: {own[first]}; {second}: {own[second]}"
+                      + (f"; SE floored at the grid's rounding (cell {step:.3g})" if estimable and se == floor and floor > 0 else "")
+                      + ("" if estimable else "; spread not estimable"))
+            row = _row(claim, part, f"{second} − {first}", role,
+                       measure + (" − next nearest role's (contrast)" if contrast else ""), d, low, high,
+                       AGREE if estimable and -margin < low and high < margin else iv.UNDECIDED,
+                       (-margin, margin), resolution, "equivalence", detail)
+            out.append({**row, "p": p, "power_agree": power, "pairs": n, "se": se, "dof": dof})
+    out = pd.DataFrame(out)
+    out["p_holm"] = holm(out["p"])
+    differ = (out["p_holm"] <= alpha) & (out["verdict"] != AGREE)
+    out.loc[differ, "verdict"] = DIFFER
+    return out
+
+
+def architecture_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim of the wiring comparison, counts only (the rows' measures have
+    incommensurable units): agree / differ (after Holm) / undecided, in the columns
+    tables.claims_markdown reads."""
+    rows = []
+    for claim, g in table.groupby("claim", sort=True):
+        c = g["verdict"].value_counts()
+        a, f, u = (int(c.get(x, 0)) for x in (AGREE, DIFFER, iv.UNDECIDED))
+        verdict = DIFFER if f else AGREE if a == len(g) else iv.UNDECIDED if u == len(g) else "mixed"
+        rows.append({"claim": claim, "part": f"claim {claim}: the two wirings agree on its measures",
+                     "measure": f"{len(g)} paired differences (claim part × matrix) against their margins",
+                     "effect": "—", "intervals": "—", AGREE: a, DIFFER: f, iv.UNDECIDED: u,
+                     "counts": f"{a} agree / {f} differ / {u} undecided", "verdict": verdict})
+    return pd.DataFrame(rows)

@@ -60,9 +60,12 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     assert "Pythia, published max/std" in index  # the preface's claim-3 rows on real Pythia
     arch = (out / "report-residual-architectures.html").read_text()
     assert "Traceback" not in arch and arch.count("data:image/png;base64,") >= 3  # the three figures
-    assert re.search(r"Over the \d+ compared claim parts and matrices, the fact holds alike", arch)
-    assert "the smallest difference detected with 80% power is" in arch and "sequential − parallel" in arch
-    assert "<strong>6.</strong>" in index  # the preface's row for the architecture comparison
+    assert re.search(r"Over the \d+ compared claim parts and matrices, the wirings <strong>agree</strong> on", arch)
+    assert "scipy.stats.nct" in arch and "sequential − parallel, 2 pairs" in arch and "holds alike" not in arch
+    assert re.search(r"No difference survives Holm|Differences that survive the correction", arch)
+    assert "<strong>6.</strong>" in index  # the preface's rows for the architecture comparison, one per claim
+    assert all(f"claim {k}: the two wirings agree on its measures" in index for k in (1, 2, 3))
+    assert re.search(r"\d+ agree / \d+ differ / \d+ undecided", index)
     audit = (out / "report-audit.html").read_text()
     assert "No step of the 18 audited is flagged" in audit
     assert re.search(r"\d+ of \d+ checks fail", audit) and "1.3b_attn_qkv_norm.npy" in audit

@@ -135,6 +135,16 @@ def test_architectures_are_declared_apart_from_run_roles_and_checked(tmp_path):
         load("  architectures: {parallel: [raw, raw-seed2], sequential: [seq, gpt2]}\n")
     with pytest.raises(config.ConfigError, match=r"a run is listed twice"):
         load("  architectures: {parallel: [raw, raw-seed2], sequential: [raw, seq-seed2]}\n")
+    # The comparison is paired: twins at one position share seed and data; seeds differ within one wiring.
+    with pytest.raises(config.ConfigError, match=r"parallel run 'raw' \(seed \d+\) and sequential run 'seq-seed2' \(seed \d+\) are at the same"):
+        load("  architectures: {parallel: [raw, raw-seed2], sequential: [seq-seed2, seq]}\n")
+    with pytest.raises(config.ConfigError, match=r"must list as many runs"):
+        load("  architectures: {parallel: [raw, raw-seed2, deduped], sequential: [seq, seq-seed2]}\n")
+    twins = ("  tiny:\n    runs: {raw: {data: raw, seed: 1}, deduped: {data: deduped, seed: 1}, r2: {data: raw, seed: 1}, "
+             "seq: {data: raw, seed: 1, arch: sequential}, s2: {data: raw, seed: 1, arch: sequential}}\n"
+             "  runs: {reference: raw, treatment: deduped, replicas: [r2]}\n")
+    with pytest.raises(config.ConfigError, match=r"analysis.architectures.parallel: runs \['raw', 'r2'\] repeat a seed"):
+        load(twins + "  architectures: {parallel: [raw, r2], sequential: [seq, s2]}\n")
     # A sequential run in a run role would be judged as seed or data noise: refused.
     with pytest.raises(config.ConfigError, match=r"the replica 'seq' is 'sequential' but the reference 'raw' is 'parallel'"):
         load("  runs: {reference: raw, treatment: deduped, replicas: [raw-seed2, seq]}\n")

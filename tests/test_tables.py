@@ -47,3 +47,27 @@ def test_claims_table_counts_rows_in_one_column():
                              "holds": 3, "does not hold": 1, "undecided": 2, "verdict": "mixed"}])
     md = tables.claims_markdown(summary, {1: "a claim"})
     assert "rows: holds / does not / undecided" in md and "| 3 / 1 / 2 |" in md
+
+
+def test_wiring_comparison_rows_in_the_claims_table_show_counts_only():
+    from analysis import verdicts
+
+    compared = pd.DataFrame([{"claim": c, "verdict": v} for c, v in
+                             ((1, "agree"), (1, "undecided"), (2, "differ"), (3, "agree"))])
+    summary = verdicts.architecture_summary(compared).assign(claim=6)
+    md = tables.claims_markdown(summary, {6: "wirings"})
+    assert "| 1 agree / 0 differ / 1 undecided |" in md and "| 0 agree / 1 differ / 0 undecided |" in md
+    assert "holds" not in md.split("\n", 2)[2]  # no "holds" on the comparison's rows
+    assert md.count("| — |") >= 3  # no effect range over incommensurable units
+
+
+def test_side_by_side_counts_the_per_run_rows_the_comparison_pairs():
+    """Claim 3's pooled rows are not what the comparison pairs: the side-by-side table counts
+    per-run rows for every claim, so its counts match the comparison's detail."""
+    runs = pd.DataFrame([
+        {"architecture": a, "claim": 3, "part": "p", "role": "qkv", "scope": s, "verdict": v}
+        for a in ("parallel", "sequential")
+        for s, v in (("pooled", "holds"), ("run", "undecided"), ("run", "holds"))])
+    compared = pd.DataFrame([{"claim": 3, "part": "p", "role": "qkv", "verdict": "undecided"}])
+    md = tables.architectures_markdown(runs, compared)
+    assert md.splitlines()[2].count(" 1 / 0 / 1 ") == 2 and "| 0 / 0 / 1 |" in md

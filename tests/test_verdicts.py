@@ -224,48 +224,101 @@ def test_claim2_depth_band_three_ways(low, high, expected):
     assert verdict(t, "best toy depth") == expected
 
 
-def _arch_rows(effects: dict, verdict_of: dict) -> pd.DataFrame:
-    """Per-run rows of one claim part and role: {architecture: [effect per run]}."""
+def _arch_rows(effects: dict, verdict_of: dict, band=(np.nan, np.nan), measure="m") -> pd.DataFrame:
+    """Per-run rows of one claim part and role: {architecture: [effect per run]}, runs named
+    {architecture}{i}; twins share i."""
     rows = []
     for arch, values in effects.items():
         for i, e in enumerate(values):
-            rows.append({**verdicts._row(1, "p", f"{arch}{i}", "qkv", "m", e, e, e, verdict_of[arch]),
+            rows.append({**verdicts._row(1, "p", f"{arch}{i}", "qkv", measure, e, e, e, verdict_of[arch], band),
                          "architecture": arch, "scope": "run"})
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("effects,verdict_of,expected,beyond", [
-    # The same decided verdict in every run of both wirings: the fact holds alike, even
-    # where its size differs beyond the replica noise (said in the detail).
-    ({"parallel": [1.0, 1.1], "sequential": [1.05, 0.95]}, {"parallel": iv.HOLDS, "sequential": iv.HOLDS}, iv.HOLDS, False),
-    ({"parallel": [1.0, 1.01], "sequential": [3.0, 3.01]}, {"parallel": iv.HOLDS, "sequential": iv.HOLDS}, iv.HOLDS, True),
-    # Opposite decided verdicts and effects apart beyond the replica noise: they differ.
-    ({"parallel": [1.0, 1.01], "sequential": [3.0, 3.01]}, {"parallel": iv.HOLDS, "sequential": iv.FAILS}, iv.FAILS, True),
-    # Opposite verdicts, but the replicas spread as far as the architectures differ: undecided.
-    ({"parallel": [1.0, 3.0], "sequential": [3.0, 1.5]}, {"parallel": iv.HOLDS, "sequential": iv.FAILS}, iv.UNDECIDED, False),
-    # One wiring undecided: undecided.
-    ({"parallel": [1.0, 1.01], "sequential": [3.0, 3.01]}, {"parallel": iv.HOLDS, "sequential": iv.UNDECIDED},
-     iv.UNDECIDED, True),
+def _pairs(n):
+    return [(f"parallel{i}", f"sequential{i}") for i in range(n)]
+
+
+@pytest.mark.parametrize("effects,band,expected", [
+    # Twins a hair apart, far from the band edge that would flip the verdict (Δ = 2 - 1.1 = 0.9): agree.
+    ({"parallel": [2.0, 2.2], "sequential": [2.05, 2.24]}, (0.9, 1.1), verdicts.AGREE),
+    # The same twin differences, but the parallel mean sits near the band edge (Δ = 0.05): undecided.
+    ({"parallel": [1.1, 1.2], "sequential": [1.15, 1.24]}, (0.9, 1.1), iv.UNDECIDED),
+    # Twins far apart, consistently (pairing removes the seed's spread), beyond Δ: differ.
+    ({"parallel": [2.0, 5.0, 3.0], "sequential": [6.0, 9.01, 7.0]}, (0.9, 1.1), verdicts.DIFFER),
+    # Both wirings fail the claim alike (effect below the band): agreement on the measure, and
+    # the label says "agree", not "holds".
+    ({"parallel": [0.2, 0.3], "sequential": [0.21, 0.3]}, (0.9, 1.1), verdicts.AGREE),
 ])
-def test_architectures_are_compared_against_the_replica_spread(effects, verdict_of, expected, beyond):
-    (row,) = verdicts.architectures(_arch_rows(effects, verdict_of), 0.95).to_dict("records")
+def test_architectures_are_compared_by_twin_differences_against_a_margin(effects, band, expected):
+    (row,) = verdicts.architectures(_arch_rows(effects, {"parallel": iv.HOLDS, "sequential": iv.HOLDS}, band), 0.95,
+                                    _pairs(len(effects["parallel"]))).to_dict("records")
     assert row["verdict"] == expected
-    assert ("beyond the replica noise" in row["detail"]) == beyond
-    d = np.mean(effects["sequential"]) - np.mean(effects["parallel"])
-    assert row["effect"] == pytest.approx(d) and row["low"] < d < row["high"]
-    # Two runs each: the pooled replica spread has 2 degrees of freedom, and the smallest
-    # detectable difference is (t_0.975 + t_0.8 on 2 dof) standard errors.
-    se = (row["high"] - row["low"]) / 2 / scipy.stats.t.ppf(0.975, 2)
-    assert row["resolution"] == pytest.approx((scipy.stats.t.ppf(0.975, 2) + scipy.stats.t.ppf(0.8, 2)) * se)
+    d_i = np.subtract(effects["sequential"], effects["parallel"])
+    n = len(d_i)
+    assert row["effect"] == pytest.approx(d_i.mean())
+    se = d_i.std(ddof=1) / np.sqrt(n)  # paired: twin differences, n_pairs - 1 dof
+    assert row["high"] - row["effect"] == pytest.approx(scipy.stats.t.ppf(0.95, n - 1) * se)  # the 1 - 2α interval
+    margin = min(abs(np.mean(effects["parallel"]) - b) for b in band)
+    assert row["noise_high"] == pytest.approx(margin)
+    # Power from the noncentral t: the resolution is where the one-sided |d| > Δ test has 80% power.
+    t = scipy.stats.t.ppf(0.95, n - 1)
+    assert scipy.stats.nct.sf(t, n - 1, (row["resolution"] - margin) / se) == pytest.approx(0.8, abs=1e-6)
 
 
-def test_architecture_comparison_keeps_its_level_under_the_null():
-    """Same process in both wirings: 'effects differ beyond the replica noise' in about 5% of units."""
+def test_twins_with_opposite_seeds_spread_are_paired_not_pooled():
+    """A constant shift between twins, whatever the seeds do: the pooled (unpaired) spread
+    would hide it; the paired one does not."""
+    rows = _arch_rows({"parallel": [1.0, 5.0, 9.0], "sequential": [1.5, 5.5, 9.51]}, {"parallel": iv.HOLDS, "sequential": iv.HOLDS})
+    (row,) = verdicts.architectures(rows, 0.95, _pairs(3)).to_dict("records")  # Δ = |5 - 0| = 5: d = 0.5 agrees
+    assert row["verdict"] == verdicts.AGREE and row["high"] - row["low"] < 0.1
+
+
+def test_discrete_measure_without_spread_is_not_beyond_by_a_zero_width_interval():
+    """Grid-valued measures (checkpoint shares) can have twins differ by the same grid step
+    in both pairs: SD 0. Without a grid the spread is not estimable (undecided); with one,
+    the SE is floored at the grid's rounding and the step is not 'beyond'."""
+    effects = {"parallel": [0.25, 0.25], "sequential": [0.5, 0.5]}
+    rows = _arch_rows(effects, {"parallel": iv.HOLDS, "sequential": iv.FAILS}, (0.0, 0.375), measure="share")
+    (bare,) = verdicts.architectures(rows, 0.95, _pairs(2)).to_dict("records")
+    assert bare["verdict"] == iv.UNDECIDED and "spread not estimable" in bare["detail"]
+    grid = [0, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1]
+    (floored,) = verdicts.architectures(rows, 0.95, _pairs(2), {"share": grid}).to_dict("records")
+    assert floored["verdict"] == iv.UNDECIDED and "floored" in floored["detail"]
+    h = 0.5  # the widest cell next to an observed value (0.5 to 1)
+    assert floored["se"] == pytest.approx(h * np.sqrt(2 / 12) / np.sqrt(2))
+    assert verdicts.grid_step([0.25, 0.5], grid) == h
+
+
+def test_holm_adjusts_the_differ_family():
+    assert verdicts.holm([0.01, 0.04, 0.03, np.nan]) == pytest.approx([0.03, 0.06, 0.06, np.nan], nan_ok=True)
+    # Two rows, each "differ" at 5% on its own (p about 0.03): after Holm neither survives.
+    rows = pd.concat([_arch_rows({"parallel": [0.0, 0.0, 0.0], "sequential": s}, {"parallel": iv.HOLDS, "sequential": iv.HOLDS},
+                                 (-0.0, 0.0)).assign(role=role)
+                      for role, s in (("qkv", [1.0, 1.5, 0.5]), ("mlp_in", [1.0, 1.45, 0.55]))], ignore_index=True)
+    out = verdicts.architectures(rows, 0.95, _pairs(3)).set_index("role")
+    assert (out["p"] < 0.05).all() and (out["p_holm"] > 0.05).all() and (out["verdict"] == iv.UNDECIDED).all()
+    # Alone, the clearer one does.
+    alone = verdicts.architectures(rows[rows.role == "mlp_in"], 0.95, _pairs(3))
+    assert alone["verdict"].iloc[0] == verdicts.DIFFER and alone["p_holm"].iloc[0] == alone["p"].iloc[0]
+
+
+def test_architecture_comparison_keeps_its_level_under_correlated_twins():
+    """No architecture effect, twins correlated (shared seed: same start and data), the
+    parallel mean exactly at the margin's reference: 'differ' (|d| > Δ) and a false 'agree'
+    when the true |d| sits at Δ each come out in at most about 5% of units."""
     rng = np.random.default_rng(11)
-    hits, n = 0, 400
+    n, rho, differ, agree = 400, 0.8, 0, 0
     for _ in range(n):
-        e = rng.standard_normal(4)
-        rows = _arch_rows({"parallel": list(e[:2]), "sequential": list(e[2:])},
-                          {"parallel": iv.UNDECIDED, "sequential": iv.UNDECIDED})
-        hits += "beyond" in verdicts.architectures(rows, 0.95)["detail"].iloc[0]
-    assert hits / n < 0.05 + 2 * np.sqrt(0.05 * 0.95 / n)
+        seed_part = rng.standard_normal(2)  # what the twins share
+        par = 3.0 + seed_part + np.sqrt(1 - rho) * rng.standard_normal(2)
+        seq = 3.0 + seed_part + np.sqrt(1 - rho) * rng.standard_normal(2)
+        rows = _arch_rows({"parallel": list(par), "sequential": list(seq)}, {"parallel": iv.HOLDS, "sequential": iv.HOLDS},
+                          (0.0, 0.0))  # Δ = |mean parallel| ≈ 3
+        differ += verdicts.architectures(rows, 0.95, _pairs(2))["verdict"].iloc[0] == verdicts.DIFFER
+        # At the margin: a true difference of exactly Δ should be called "agree" at most 5% of the time.
+        shifted = _arch_rows({"parallel": list(par), "sequential": list(seq + par.mean())},
+                             {"parallel": iv.HOLDS, "sequential": iv.HOLDS}, (0.0, 0.0))
+        agree += verdicts.architectures(shifted, 0.95, _pairs(2))["verdict"].iloc[0] == verdicts.AGREE
+    bound = 0.05 + 2 * np.sqrt(0.05 * 0.95 / n)
+    assert differ / n < bound and agree / n < bound

@@ -158,7 +158,8 @@ def claims_markdown(summary: pd.DataFrame, claims: dict) -> str:
     """analysis.verdicts.summary rows under their claim: the claim's number and text on its
     first row, then per part the measure, the range of effects, the reference run's
     intervals (or value against its noise band), the rows' counts (holds / does not hold /
-    undecided, one column) and the verdict."""
+    undecided, one column; a summary row's own "counts" text where it has one, as the wiring
+    comparison's agree / differ / undecided) and the verdict."""
     rows, seen = [], set()
     for _, s in summary.sort_values("claim", kind="stable").iterrows():
         first = s["claim"] not in seen
@@ -167,7 +168,8 @@ def claims_markdown(summary: pd.DataFrame, claims: dict) -> str:
         rows.append({"claim": f"**{s['claim']}.** {claims[s['claim']]}" if first else "", "part": s["part"],
                      "measure": s["measure"], "effect": effect,
                      "reference run: interval, or value vs noise band": s.get("intervals", ""),
-                     "rows: holds / does not / undecided": f"{s['holds']} / {s['does not hold']} / {s['undecided']}",
+                     "rows: holds / does not / undecided": s["counts"] if isinstance(s.get("counts"), str) else
+                     f"{s['holds']} / {s['does not hold']} / {s['undecided']}",
                      "verdict": f"**{s['verdict']}**"})
     return markdown(pd.DataFrame(rows))
 
@@ -210,24 +212,23 @@ def settings_markdown(settings: dict, extra: dict | None = None) -> str:
 
 def architectures_markdown(runs: pd.DataFrame, compared: pd.DataFrame) -> str:
     """Claims 1–3 side by side for two block wirings, a row per claim part: each
-    architecture's verdict counts over its rows (claim 3: its pooled rows, as the book states
-    it), how many matrices' effects differ beyond the replica noise, and the part's verdict
-    on "holds alike in both" (every role agreeing, else mixed). runs: architecture_runs;
-    compared: architecture_verdicts."""
+    architecture's per-run verdict counts over its runs and matrices (the rows the comparison
+    pairs; claim 3 too, each run's own slope), and the part's comparison counts (agree /
+    differ after Holm / undecided, per matrix). runs: architecture_runs; compared:
+    architecture_verdicts."""
     labels = list(dict.fromkeys(runs["architecture"]))
+    runs = runs[runs["scope"] == "run"]
     rows = []
     for (claim, part), g in compared.groupby(["claim", "part"], sort=False):
         row = {"claim": claim, "part": part}
         for label in labels:
             own = runs[(runs["architecture"] == label) & (runs["claim"] == claim) & (runs["part"] == part)]
-            own = own[own["scope"] == ("pooled" if claim == 3 else "run")]
             c = own["verdict"].value_counts()
-            row[f"{label}: holds / not / undecided"] = (f"{c.get('holds', 0)} / {c.get('does not hold', 0)} / "
-                                                         f"{c.get('undecided', 0)}")
-        beyond = g["detail"].str.contains("beyond the replica noise")
-        row["beyond replica noise"] = f"{int(beyond.sum())} of {len(g)}" + (
-            f" ({', '.join(g[beyond]['role'])})" if beyond.any() else "")
-        verdicts = set(g["verdict"])
-        row["alike in both"] = f"**{verdicts.pop() if len(verdicts) == 1 else 'mixed'}**"
+            row[f"{label} runs: holds / not / undecided"] = (f"{c.get('holds', 0)} / {c.get('does not hold', 0)} / "
+                                                              f"{c.get('undecided', 0)}")
+        c = g["verdict"].value_counts()
+        row["wirings: agree / differ / undecided"] = " / ".join(str(c.get(x, 0)) for x in ("agree", "differ", "undecided"))
+        differ = g[g["verdict"] == "differ"]
+        row["differ (Holm)"] = ", ".join(differ["role"]) if len(differ) else "—"
         rows.append(row)
     return markdown(pd.DataFrame(rows))
