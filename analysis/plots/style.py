@@ -1,5 +1,7 @@
 """The project's one visual style: seaborn theme, role colours, baseline line styles."""
 
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
@@ -52,7 +54,11 @@ def step_axis(ax) -> None:
 
 def theme() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=0.9)
-    plt.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titleweight": "bold"})
+    plt.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titleweight": "bold",
+                         "svg.hashsalt": "analysis"})  # fixed ids: the same figure gives the same SVG
+    # matplotlib stamps SVG and PDF files with this date (else: now), so a re-render of an
+    # unchanged chapter leaves the committed freezer's figures byte for byte as they were.
+    os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
 
 
 def figure(nrows=1, ncols=1, width=10.0, height=7.0, **kw):
