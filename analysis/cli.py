@@ -1,4 +1,4 @@
-"""python -m analysis {train-tiny, compute, audit, report} [--profile NAME] [--debug]
+"""python -m analysis {train-tiny, plan, compute, audit, report} [--profile NAME] [--debug]
 
 An expected failure (bad settings, a checkpoint that cannot be read, no GPU for
 `backend: cupy`) prints one line to stderr and exits non-zero: 2 for settings, 1 otherwise.
@@ -36,6 +36,13 @@ def _compute(cfg, args) -> int:
     return 0
 
 
+def _plan(cfg, args) -> int:
+    from . import plan
+
+    print(plan.describe(*plan.plan(cfg)))
+    return 0
+
+
 def _audit(cfg, args) -> int:
     from . import audit
     from .results import Results
@@ -67,6 +74,7 @@ def _report(cfg, args) -> int:
 
 COMMANDS = {
     "train-tiny": (_train_tiny, "train the tiny checkpoint suite (once; reused afterwards)"),
+    "plan": (_plan, "what compute would read and solve, from checkpoint metadata only (no tensor data)"),
     "compute": (_compute, "fill the results cache with everything the chapters read"),
     "audit": (_audit, "audit checkpoints: identical, missing, unreadable or non-finite steps"),
     "report": (_report, "render the book (Quarto if installed, else a Jupyter-executed HTML preview)"),
