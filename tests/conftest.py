@@ -37,6 +37,20 @@ def fresh_cache(corpus_cache: Path, dest: Path) -> Path:
     return dest
 
 
+def smoke_config(cache: Path) -> dict:
+    """The smoke profile's settings with their cache at `cache` (ANALYSIS_CACHE_DIR, set
+    only while they are read)."""
+    import os
+
+    from analysis import config
+
+    os.environ["ANALYSIS_CACHE_DIR"] = str(cache)
+    try:
+        return config.load(root=ROOT, profile="smoke")
+    finally:
+        os.environ.pop("ANALYSIS_CACHE_DIR")
+
+
 @pytest.fixture(scope="session")
 def smoke_suite(corpus_cache, tmp_path_factory) -> Path:
     from analysis.checkpoints.tiny.train import build

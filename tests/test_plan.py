@@ -7,22 +7,16 @@ from analysis.architectures import tensor_names
 from analysis.checkpoints import checkpoint, formats
 from analysis.cli import main
 
-from .conftest import ROOT, fresh_cache
+from .conftest import fresh_cache, smoke_config
 
 
 @pytest.fixture(scope="module")
 def smoke(corpus_cache, tmp_path_factory):
     """Smoke settings on a fresh cache with the smoke suite trained (nothing computed yet)."""
-    import os
-
     from analysis.checkpoints.tiny.train import build
 
     cache = fresh_cache(corpus_cache, tmp_path_factory.mktemp("plan-cache"))
-    os.environ["ANALYSIS_CACHE_DIR"] = str(cache)
-    try:
-        cfg = config.load(root=ROOT, profile="smoke")
-    finally:
-        os.environ.pop("ANALYSIS_CACHE_DIR")
+    cfg = smoke_config(cache)
     build(cfg["tiny"], cache)
     return {**cfg, "depth_steps": 2}  # some steps read every block, others the configured one
 

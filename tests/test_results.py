@@ -3,22 +3,15 @@
 import numpy as np
 import pytest
 
-from analysis import compute, config, results
+from analysis import compute, results
 from analysis.checkpoints import CheckpointError
 
-from .conftest import ROOT, fresh_cache
+from .conftest import fresh_cache, smoke_config
 
 
 @pytest.fixture(scope="module")
 def smoke_results(corpus_cache, tmp_path_factory):
-    import os
-
-    cache = fresh_cache(corpus_cache, tmp_path_factory.mktemp("results-cache"))
-    os.environ["ANALYSIS_CACHE_DIR"] = str(cache)
-    try:
-        cfg = config.load(root=ROOT, profile="smoke")
-    finally:
-        os.environ.pop("ANALYSIS_CACHE_DIR")
+    cfg = smoke_config(fresh_cache(corpus_cache, tmp_path_factory.mktemp("results-cache")))
     r = results.Results(cfg)
     r.fill()
     return cfg, r
@@ -56,13 +49,7 @@ def test_tables_cover_runs_by_role_and_draws(smoke_results):
 
 @pytest.mark.slow
 def test_a_chapter_alone_fills_only_what_it_reads(corpus_cache, tmp_path):
-    import os
-
-    os.environ["ANALYSIS_CACHE_DIR"] = str(fresh_cache(corpus_cache, tmp_path))
-    try:
-        cfg = config.load(root=ROOT, profile="smoke")
-    finally:
-        os.environ.pop("ANALYSIS_CACHE_DIR")
+    cfg = smoke_config(fresh_cache(corpus_cache, tmp_path))
     r = results.Results(cfg)
     r.fill(results.CHAPTER_TABLES["audit"])
     kinds = {p.parent.parent.name for p in (tmp_path / "results").rglob("*.npz")}
@@ -71,13 +58,7 @@ def test_a_chapter_alone_fills_only_what_it_reads(corpus_cache, tmp_path):
 
 @pytest.mark.slow
 def test_depth_steps_read_every_block_only_there_and_the_middle_block_everywhere(corpus_cache, tmp_path):
-    import os
-
-    os.environ["ANALYSIS_CACHE_DIR"] = str(fresh_cache(corpus_cache, tmp_path))
-    try:
-        cfg = config.load(root=ROOT, profile="smoke")
-    finally:
-        os.environ.pop("ANALYSIS_CACHE_DIR")
+    cfg = smoke_config(fresh_cache(corpus_cache, tmp_path))
     r = results.Results({**cfg, "depth_steps": 3})
     steps = r.steps[r.reference]
     deep = r.depth_steps[r.reference]
