@@ -212,19 +212,55 @@ def test_olmo_profile_has_one_run_and_no_replica_or_treatment():
 
 @pytest.mark.parametrize("profile", ["crfm", "olmo"])
 def test_each_profile_opens_its_runs_in_role_order_through_the_fake_hub(fake_hub, tmp_path, monkeypatch, profile):
+    # Every run served with its suite's whole published list of branches (one small model behind
+    # all of them), listed by HfApi and mapped by the profile's `revisions` rule.
+    from analysis.testing.fake_hub import _sha
+
     monkeypatch.setenv("ANALYSIS_CACHE_DIR", str(tmp_path / "cache"))
     cfg = config.load(root=ROOT, profile=profile)
-    gpt2_bin(tmp_path / "gpt2", 0)
-    olmo_safetensors(tmp_path / "olmo", 0)
+    if profile == "crfm":
+        gpt2_bin(tmp_path / "model", 0)
+        names, weights = CRFM["alias"]["checkpoints"], "pytorch_model.bin"
+    else:
+        olmo_safetensors(tmp_path / "model", 0)
+        names, weights = [f"step{s}-tokens{round(s * 2048 * 2048 / 1e9)}B" for s in OLMO_STEPS], "model.safetensors"
+    known = {weights: _sha(tmp_path / "model" / weights, "sha256")}
     for repo in config.run_roles(cfg):
-        if profile == "crfm":
-            for s in (0, 10, 100, 150):
-                fake_hub.add(repo, f"checkpoint-{s}", tmp_path / "gpt2")
-        else:
-            for name in OLMO_BRANCHES:
-                fake_hub.add(repo, name, tmp_path / "olmo")
+        for name in ["main", *names]:
+            fake_hub.add(repo, name, tmp_path / "model", sha256=known)
     runs = open_runs(cfg)
     assert [r.role for r in runs.values()] == list(config.run_roles(cfg).values())
     assert [r.repo for r in runs.values()] == list(config.run_roles(cfg))
-    expected = [0, 10, 100, 150] if profile == "crfm" else [1000, 20000, 117850, 738020]
-    assert all(r.steps == expected for r in runs.values())
+    expected = sorted(int(re.search(r"\d+", n).group()) for n in names)
+    assert all(r.steps == expected for r in runs.values()) and len(expected) == (609 if profile == "crfm" else 351)
+    ref = next(iter(runs.values()))
+    assert ref.checkpoint(expected[-1]).matrix("qkv", ref.middle_block()).shape == (96, 32)
+
+
+@pytest.mark.slow
+def test_a_build_without_treatment_or_replica_fills_every_table_but_claim_4s(corpus_cache, tmp_path):
+    # The crfm profile's roles (replicas, no treatment) and the olmo profile's (the reference
+    # alone), on the smoke suite: the two claim-4 tables are not computed, claims 1-3 are judged.
+    from analysis import compute, results
+
+    from .conftest import fresh_cache, smoke_config
+
+    cfg = smoke_config(fresh_cache(corpus_cache, tmp_path))
+    for replicas in (["raw-seed2"], []):
+        r = results.Results({**cfg, "runs": {"reference": "raw", "treatment": None, "replicas": replicas},
+                             "architectures": {}})
+        assert set(r.fill()) == set(compute.TABLES) - set(results.NEEDS_TREATMENT)
+        assert r.names == {"raw": "reference", **{x: "replica" for x in replicas}}
+        assert set(r.verdicts.claim) == {1, 2, 3}
+        assert not set(results.NEEDS_TREATMENT) & set(r._tables)  # nor pulled in by another table
+
+
+@pytest.mark.parametrize("names", [{"a": "reference"}, {"a": "reference", "b": "replica"}])
+def test_runs_grid_draws_a_build_of_the_reference_alone_and_names_other_runs_only(names):
+    from analysis.plots import depth
+
+    rng = np.random.default_rng(0)
+    recs = [{"run": run, "role": role, "block": b, "sv": rng.random(8) + 0.1, "gaussian": rng.random((2, 8)) + 0.1}
+            for run in names for role in ("qkv", "mlp_in") for b in (0, 1)]
+    fig = depth.block_grid_runs(recs, names, bins=10)
+    assert len(fig.legends) == len(names) - 1  # the olmo profile: nothing besides the filled reference
