@@ -47,8 +47,9 @@ GPT2 = Architecture(
     qkv_layout="stacked",
 )
 
-# Llama and OLMo (-hf): separate q, k, v projections, stacked here into the qkv role; the
-# gated MLP's two input projections (gate, up) are stacked into mlp_in.
+# Llama, OLMo (-hf, model_type "olmo") and OLMo 2 ("olmo2"): separate q, k, v projections, stacked
+# here into the qkv role; the gated MLP's two input projections (gate, up) are stacked into mlp_in.
+# OLMo 2 adds norms (q_norm, k_norm, post-attention and post-feedforward) but no other matrix.
 _LLAMA_TENSORS = {
     "qkv": tuple(f"model.layers.{{block}}.self_attn.{p}_proj.weight" for p in "qkv"),
     "attn_out": "model.layers.{block}.self_attn.o_proj.weight",
@@ -57,8 +58,9 @@ _LLAMA_TENSORS = {
 }
 LLAMA = Architecture(name="llama", tensors=_LLAMA_TENSORS, qkv_layout="stacked")
 OLMO = Architecture(name="olmo", tensors=_LLAMA_TENSORS, qkv_layout="stacked")
+OLMO2 = Architecture(name="olmo2", tensors=_LLAMA_TENSORS, qkv_layout="stacked")
 
-ARCHITECTURES = {"gpt_neox": GPT_NEOX, "gpt2": GPT2, "llama": LLAMA, "olmo": OLMO}
+ARCHITECTURES = {"gpt_neox": GPT_NEOX, "gpt2": GPT2, "llama": LLAMA, "olmo": OLMO, "olmo2": OLMO2}
 
 
 def for_config(config: dict, where: str = "config.json") -> Architecture:

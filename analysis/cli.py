@@ -48,9 +48,10 @@ def _audit(cfg, args) -> int:
     from .results import Results
 
     if args.repos:
-        from .checkpoints.hub import HubRun
+        from .checkpoints.hub import HubRun, rule_for
 
-        runs = {r.name: r for r in (HubRun(repo, cfg["cache_dir"]) for repo in args.repos)}
+        runs = {r.name: r for r in (HubRun(repo, cfg["cache_dir"], rule=rule_for(repo, cfg["revisions"]))
+                                    for repo in args.repos)}
         # Content hashes come from LFS metadata: no weights are downloaded.
         table = audit.audit(runs, tensors_for=lambda run: [])
     else:

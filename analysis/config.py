@@ -28,6 +28,11 @@ DEFAULTS = {
     # Only this chapter reads these runs; the `runs` roles above are what every other chapter reads.
     "architectures": {},
     "steps": "all",  # "all" or a list of steps
+    # suite: hub: how a run's branch names give its steps, one rule for every run (analysis/checkpoints/
+    # hub.py SUITE_RULES): pythia (step143000), crfm-gpt2 (checkpoint-400000), olmo
+    # (step20000-tokens84B), olmo2-stage1 (stage1-step1000-tokens5B); "auto": by the repo's owner
+    # (EleutherAI, stanford-crfm, allenai; Pythia's rule for any other).
+    "revisions": "auto",
     "block": "middle",  # "middle" (n_layers // 2, as the study) or a block index
     "roles": list(ROLES),
     "backend": "auto",  # "auto" | "numpy" | "cupy"
@@ -105,6 +110,7 @@ DEFAULTS = {
 # Settings replaced whole by a profile (their keys are names, not settings).
 WHOLE = {"runs", "tiny.runs", "architectures"}
 RUN_ROLES = ("reference", "treatment", "replica")
+REVISION_RULES = ("auto", "pythia", "crfm-gpt2", "olmo", "olmo2-stage1")  # the names of hub.SUITE_RULES, and auto
 
 
 class ConfigError(AnalysisError, ValueError):
@@ -275,6 +281,8 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"analysis.memory.host_gib: expected a positive number, got {mem['host_gib']!r}")
     if cfg["suite"] not in ("tiny", "folder", "hub"):
         raise ConfigError(f"analysis.suite: expected tiny, folder or hub, got {cfg['suite']!r}")
+    if cfg["revisions"] not in REVISION_RULES:
+        raise ConfigError(f"analysis.revisions: expected one of {list(REVISION_RULES)}, got {cfg['revisions']!r}")
     if cfg["suite"] == "folder" and not cfg["folder"]:
         raise ConfigError("analysis.folder: required when analysis.suite is 'folder'")
     if not (cfg["block"] == "middle" or _is_int(cfg["block"])):

@@ -37,6 +37,9 @@ CHAPTER_TABLES = {
                          "published_slopes", "published_phase", "published_fidelity", "published_std"),
     "residual-architectures": ("architecture_runs", "architecture_verdicts", "architecture_blocks"),
 }
+# Tables only claim 4 (the treatment against the reference) reads: a build with no treatment
+# (runs.treatment empty) has nothing to put in them, and the activations would load whole models.
+NEEDS_TREATMENT = ("diverged", "activations")
 # Settings that do not change any number (where and how it is computed).
 NOT_RESULTS = ("cache_dir", "root", "profiles", "backend", "memory", "figures")
 
@@ -192,8 +195,10 @@ class Results:
         return value
 
     def fill(self, names=None) -> dict:
-        """Compute (or load) the named tables, default all. -> {name: rows or entries}"""
-        return {n: len(getattr(self, n)) for n in (names or compute.TABLES)}
+        """Compute (or load) the named tables, default all; with no treatment run, not those
+        only claim 4 reads (NEEDS_TREATMENT). -> {name: rows or entries}"""
+        names = [n for n in (names or compute.TABLES) if self.of_role("treatment") or n not in NEEDS_TREATMENT]
+        return {n: len(getattr(self, n)) for n in names}
 
     def architecture(self, label: str) -> "Results":
         """The results of one architecture of `analysis.architectures`, with that

@@ -17,11 +17,24 @@ from .checkpoint import Checkpoint, CheckpointError, TransientError, is_transien
 from .retry import retrying
 from .tensor_cache import TensorCache, offline
 
-# Revision naming rules: branch regex whose first group is the training step.
+# Revision naming rules: branch regex whose first group is the training step. The setting
+# `analysis.revisions` names one for every run; "auto" takes the rule of the repo's owner
+# (ORG_RULES). Each rule is the one its suite documents:
 SUITE_RULES = {
-    "pythia": r"step(\d+)",  # EleutherAI/pythia-*: step0 ... step143000
-    "crfm-gpt2": r"checkpoint-(\d+)",  # stanford-crfm/alias-gpt2-small-x21 etc.
-    "olmo": r"step(\d+)-tokens\d+B",  # allenai/OLMo-1B-hf: step20000-tokens84B
+    # EleutherAI/pythia-*: step0 ... step143000 (the Pythia README's checkpoint list).
+    "pythia": r"step(\d+)",
+    # stanford-crfm/{alias,battlestar,caprica,darkmatter,expanse}-gpt2-small-x{21,49,81,343,777}: one
+    # branch per checkpoint, checkpoint-0 ... checkpoint-400000 (stanford-crfm/mistral README, "each
+    # checkpoint is stored as a branch", and its mistral_models.json, which lists all 609 a run).
+    "crfm-gpt2": r"checkpoint-(\d+)",
+    # allenai/OLMo-1B(-hf), OLMo-7B(-hf): step1000-tokens4B ("The naming convention is
+    # step1000-tokens4B", the OLMo-1B model card). The token count is a label, not read.
+    "olmo": r"step(\d+)-tokens\d+B",
+    # OLMo 2 (allenai/OLMo-2-*): pretraining is stage 1, stage1-step1000-tokens5B; stage-2 branches
+    # (stage2-ingredient1-step11931-tokens50B) restart their step count on another data mix, so they
+    # are not this run's steps. Branches without a stage prefix (reported on OLMo-2-1124-7B,
+    # discussion #6 there, unanswered) are not read either: which stage they are is not documented.
+    "olmo2-stage1": r"stage1-step(\d+)-tokens\d+B",
 }
 ORG_RULES = {"EleutherAI": "pythia", "stanford-crfm": "crfm-gpt2", "allenai": "olmo"}
 # PolyPythias seed runs (EleutherAI/pythia-{14m,31m,70m,160m,410m}-seed{1..9}, and the decoupled
@@ -46,17 +59,25 @@ KNOWN_BAD_STEPS = {
 REFS_MAX_AGE_S = 24 * 3600
 
 
-def rule_for(repo: str) -> str:
-    return SUITE_RULES[ORG_RULES.get(repo.split("/")[0], "pythia")]
+def rule_for(repo: str, revisions: str = "auto") -> str:
+    """The branch regex of setting `analysis.revisions` (a SUITE_RULES name, or "auto": the
+    rule of the repo's owner, Pythia's for an owner not in ORG_RULES)."""
+    name = ORG_RULES.get(repo.split("/")[0], "pythia") if revisions == "auto" else revisions
+    return SUITE_RULES[name]
 
 
-def steps_from_branches(branches: list[dict], rule: str) -> dict[int, dict]:
-    """{step: {branch, commit}} from [{name, target_commit}], for branches matching `rule`."""
+def steps_from_branches(branches: list[dict], rule: str, repo: str = "") -> dict[int, dict]:
+    """{step: {branch, commit}} from [{name, target_commit}], for branches matching `rule`.
+    Two branches naming one step are an error: which holds the step cannot be told."""
     out = {}
     for b in branches:
         m = re.fullmatch(rule, b["name"])
         if m:
-            out[int(m.group(1))] = {"branch": b["name"], "commit": b["target_commit"]}
+            step = int(m.group(1))
+            if step in out:
+                raise CheckpointError(f"{repo}: branches {out[step]['branch']!r} and {b['name']!r} both name step "
+                                      f"{step} under the revision rule {rule!r}; expected one branch a step")
+            out[step] = {"branch": b["name"], "commit": b["target_commit"]}
     return out
 
 
@@ -75,7 +96,7 @@ class HubRun:
         refs = self._refs()
         # main's commit: where files a step branch lacks (a tokenizer) are read from, pinned.
         self.main_commit = next((b["target_commit"] for b in refs if b["name"] == "main"), None)
-        self.branches = steps_from_branches(refs, self.rule)
+        self.branches = steps_from_branches(refs, self.rule, repo)
         if not self.branches:
             raise CheckpointError(f"{repo}: no branch matches the revision rule {self.rule!r}")
         bad = {r.lower(): steps for r, steps in (KNOWN_BAD_STEPS if known_bad is None else known_bad).items()}

@@ -26,9 +26,10 @@ def open_runs(cfg: dict) -> dict:
     (`EleutherAI/pythia-1b`) and keyed by the repo's name (`pythia-1b`)."""
     roles = config.run_roles(cfg)
     if cfg["suite"] == "hub":
-        from .hub import HubRun
+        from .hub import HubRun, rule_for
 
-        opened = [(HubRun(repo, cfg["cache_dir"]), role) for repo, role in roles.items()]
+        opened = [(HubRun(repo, cfg["cache_dir"], rule=rule_for(repo, cfg["revisions"])), role)
+                  for repo, role in roles.items()]
     else:
         folder = _suite_folder(cfg)
         opened = [(Run(name, folder / name), role) for name, role in roles.items()]

@@ -104,9 +104,10 @@ def block_grid_runs(records: list[dict], names: dict, bins: int, title: str | No
             ax.set_ylim(0, ymax)
     _label_grid(axes, blocks, roles)
     others = {run: role for run, role in names.items() if role != "reference"}
-    fig.legend(*style.run_handles(others, color="0.15"), loc="outside lower center",
-               ncol=style.legend_columns(len(others)), fontsize="small", title="filled: the reference",
-               title_fontsize="small")
+    if others:  # a build of the reference alone (the olmo profile) has no line to name
+        fig.legend(*style.run_handles(others, color="0.15"), loc="outside lower center",
+                   ncol=style.legend_columns(len(others)), fontsize="small", title="filled: the reference",
+                   title_fontsize="small")
     if title:
         fig.suptitle(title, fontsize="medium")
     return fig
