@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.optimize
 
 from .architectures import resolve_block, tensor_names
 from .baselines import KINDS
@@ -31,6 +30,7 @@ from .store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_COSTS = ROOT / "benchmarks" / "results" / "matrix-cost-cpu-2core.log"
+SOLVE_COSTS = ROOT / "benchmarks" / "results" / "spectra-cpu-2core.log"
 GPU_COSTS = ROOT / "benchmarks" / "results" / "spectra-gpu-h200.json"
 RECORDED = Path(__file__).parent / "data" / "pythia-shapes.json"
 BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
@@ -47,26 +47,33 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def cpu_cost_model(path: Path = CPU_COSTS) -> dict:
+def cpu_cost_model(small: Path = CPU_COSTS, large: Path = SOLVE_COSTS) -> dict:
     """Seconds per matrix (its fits, draws and solves: baselines.with_draws) on the CPU, as
-    a + b·max·min², fitted by non-negative least squares in relative error to the per-shape
-    seconds of benchmarks/matrix_cost.py's log. a: the fixed per-matrix cost (fits, sampling,
-    Python), which dominates small matrices. -> {a, b, draws (of the log), shapes (measured),
-    worst (largest relative misfit)}"""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no CPU cost log; run `python benchmarks/matrix_cost.py > {_rel(path)}`")
-    text = path.read_text()
+    a + b·max·min², each term measured where it dominates: a, the fixed per-matrix cost
+    (fits, sampling, Python), is the mean over the narrowest shapes of benchmarks/
+    matrix_cost.py's log (`small`); b is the per-solve seconds of pythia-1b's shapes in
+    benchmarks/spectra.py's CPU log (`large`, its "ours" Gaussian rows) over max·min², times
+    the solves a matrix takes at the small log's draws. -> {a, b, draws, shapes (of the small
+    log), worst (the model's largest relative misfit on them), logs}"""
+    for path, what in ((small, "matrix_cost.py"), (large, "spectra.py")):
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no CPU cost log; run `python benchmarks/{what} > {_rel(path)}`")
+    text = small.read_text()
     rows = [(int(m[1]), int(m[2]), float(m[3])) for m in re.finditer(r"^\w+\s+(\d+)x(\d+)\s+([\d.]+)\s*$", text, re.M)]
     draws = re.search(r"draws (\d+)", text)
-    if len(rows) < 2 or draws is None:
-        raise CheckpointError(f"{path}: expected benchmarks/matrix_cost.py's log ('draws N' and 'role ROWSxCOLS "
-                              f"SECONDS' lines for two or more shapes), found {len(rows)} shapes")
-    y = np.array([s for *_, s in rows])
-    x = np.array([[1.0, _work((m, n))] for m, n, _ in rows])
-    (a, b), _ = scipy.optimize.nnls(x / y[:, None], np.ones(len(y)))
-    worst = float(np.max(np.abs(x @ [a, b] / y - 1)))
-    return {"a": float(a), "b": float(b), "draws": int(draws[1]), "shapes": len(rows), "worst": worst,
-            "log": _rel(path)}
+    if not rows or draws is None:
+        raise CheckpointError(f"{small}: expected benchmarks/matrix_cost.py's log ('draws N' and 'role ROWSxCOLS "
+                              "SECONDS' lines), found no shape")
+    solves = [(int(m[1]), int(m[2]), float(m[3]))
+              for m in re.finditer(r"^\w+\s+(\d+)x(\d+)\s+random\s+([\d.]+)", large.read_text(), re.M)]
+    if not solves:
+        raise CheckpointError(f"{large}: no 'role ROWSxCOLS random SECONDS' lines; expected benchmarks/spectra.py's CPU log")
+    narrow = min(min(m, n) for m, n, _ in rows)
+    a = float(np.mean([s for m, n, s in rows if min(m, n) == narrow]))
+    b = (1 + len(KINDS) * int(draws[1])) * float(np.mean([s / _work((m, n)) for m, n, s in solves]))
+    worst = max(abs((a + b * _work((m, n))) / s - 1) for m, n, s in rows)
+    return {"a": a, "b": b, "draws": int(draws[1]), "shapes": len(rows), "worst": worst, "log": _rel(small),
+            "solve_log": _rel(large), "solve_shapes": len(solves)}
 
 
 def cpu_seconds(shape, draws: int, model: dict) -> float:
@@ -198,14 +205,15 @@ def analyses(cfg: dict) -> list[tuple[str, dict]]:
     return out
 
 
-def plan(cfg: dict, cpu_log: Path = CPU_COSTS, gpu_log: Path = GPU_COSTS, recorded: Path = RECORDED) -> tuple[pd.DataFrame, dict]:
+def plan(cfg: dict, cpu_log: Path = CPU_COSTS, gpu_log: Path = GPU_COSTS, recorded: Path = RECORDED,
+         solve_log: Path = SOLVE_COSTS) -> tuple[pd.DataFrame, dict]:
     """-> (one row per run: the analysis that first names it, where its metadata came from,
     steps, matrices, cached matrices, bytes, cached bytes, estimated CPU and GPU seconds for
     the uncached matrices; totals with where the estimates come from). A matrix several
     analyses read is counted once."""
     from .results import choose_depth_steps
 
-    cpu, gpu, known = cpu_cost_model(cpu_log), gpu_cost_model(gpu_log), recorded_metadata(recorded)
+    cpu, gpu, known = cpu_cost_model(cpu_log, solve_log), gpu_cost_model(gpu_log), recorded_metadata(recorded)
     draws, rows, seen, opened = cfg["verdicts"]["draws"], {}, set(), {}
     for label, acfg in analyses(cfg):
         runs = {}
@@ -254,10 +262,12 @@ def describe(table: pd.DataFrame, totals: dict) -> str:
         "",
         "bytes: the needed tensors' bytes (from the weights files' indexes, or for recorded runs their shapes in "
         "float16); cached: already in the tensor cache or solved in the results cache.",
-        f"CPU time is an ESTIMATE for the uncached matrices: per matrix {cpu['a'] * 1e3:.1f} ms + "
-        f"{cpu['b'] * 1e12:.3g} ps x max(m,n)·min(m,n)² (fixed and size terms fitted to {cpu['shapes']} shapes "
-        f"measured with {cpu['draws']} draws in {cpu['log']} on the shared 2-core machine; worst misfit "
-        f"{cpu['worst']:.0%}), the size term scaled to {totals['solves_per_matrix']} solves.",
+        f"CPU time is an ESTIMATE for the uncached matrices: per matrix {cpu['a'] * 1e3:.1f} ms (the fixed cost: "
+        f"fits, draws, Python; the narrowest shapes of {cpu['log']}) + {cpu['b'] * 1e12:.3g} ps x max(m,n)·min(m,n)² "
+        f"({cpu['draws']} draws: the per-solve seconds of pythia-1b's shapes in {cpu['solve_log']}), the size "
+        f"term scaled to {totals['solves_per_matrix']} solves; shared 2-core machine. On the {cpu['shapes']} "
+        f"shapes of {cpu['log']} it is off by up to {cpu['worst']:.0%} (the load recorded there slows the "
+        "multi-threaded solves of mid-sized matrices most).",
         f"GPU time is an ESTIMATE of the solves only: {totals['solves_per_matrix']} a matrix at the per-matrix "
         f"timing of our singular values on an {gpu['device']} ({gpu['route']} eigensolver route; {gpu['log']}), "
         f"scaled by max·min² from the nearest of pythia-1b's shapes; fits and draws took {gpu['with_baselines']:.1f}x "

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from analysis import config, plan, results
@@ -80,22 +81,30 @@ def test_plan_follows_roles_block_and_steps(smoke):
         plan.plan({**smoke, "steps": [0, 999]})
 
 
-def test_cpu_cost_has_a_fixed_term_fitted_from_the_measured_log(tmp_path):
-    a, b = 0.004, 2e-9  # seconds per matrix: fixed, and per max·min²
-    shapes = [(96, 32), (32, 32), (384, 128), (512, 128), (1536, 512), (2048, 512)]
-    log = tmp_path / "cost.log"
-    log.write_text("CPU, with_draws, draws 10 (31 solves a matrix)\nrole shape s/matrix\n" + "".join(
-        f"qkv {m}x{n} {a + b * max(m, n) * min(m, n) ** 2:.8f}\n" for m, n in shapes))
-    model = plan.cpu_cost_model(log)
-    assert model["a"] == pytest.approx(a, rel=1e-3) and model["b"] == pytest.approx(b, rel=1e-3)
-    assert model["draws"] == 10 and model["shapes"] == 6 and model["worst"] < 1e-3
-    # small matrices cost their fixed term; the size term follows the solves (1 + 3 draws)
-    assert plan.cpu_seconds((8, 8), 10, model) == pytest.approx(a, rel=0.01)
-    big = plan.cpu_seconds((4096, 4096), 10, model) - a
-    assert plan.cpu_seconds((4096, 4096), 20, model) - a == pytest.approx(big * 61 / 31)
+def test_cpu_cost_has_a_fixed_term_from_small_shapes_and_a_size_term_from_large_ones(tmp_path):
+    a, per_solve = 0.004, 1e-10  # seconds: per matrix, fixed; per solve, per max·min²
+    small = tmp_path / "cost.log"
+    shapes = [(96, 32), (32, 32), (192, 64), (512, 128)]
+    small.write_text("CPU, with_draws, draws 10 (31 solves a matrix)\nrole shape s/matrix\n" + "".join(
+        f"qkv {m}x{n} {a * (m == 32 or n == 32) + 31 * per_solve * max(m, n) * min(m, n) ** 2:.8f}\n"
+        for m, n in shapes))
+    large = tmp_path / "spectra.log"
+    large.write_text("role shape kind ours\nqkv        6144x2048  random    %.6f   2.364\n"
+                     "attn_out   2048x2048  random    %.6f   1.230\n" % (per_solve * 6144 * 2048**2, per_solve * 2048**3))
+    model = plan.cpu_cost_model(small, large)
+    # a: the narrowest shapes (32 wide: their size term is small); b: the large shapes' solves x 31
+    assert model["a"] == pytest.approx(a + 31 * per_solve * np.mean([96 * 32**2, 32**3]))
+    assert model["b"] == pytest.approx(31 * per_solve) and model["draws"] == 10 and model["shapes"] == 4
+    assert model["worst"] > 1  # the wider shapes here carry no fixed term: the misfit says how far off the model is
+    assert plan.cpu_seconds((8, 8), 10, model) == pytest.approx(model["a"], rel=1e-3)
+    big = plan.cpu_seconds((4096, 4096), 10, model) - model["a"]
+    assert big == pytest.approx(31 * per_solve * 4096**3)
+    assert plan.cpu_seconds((4096, 4096), 20, model) - model["a"] == pytest.approx(big * 61 / 31)
     (tmp_path / "empty.log").write_text("nothing measured\n")
     with pytest.raises(plan.CheckpointError, match="matrix_cost.py's log"):
-        plan.cpu_cost_model(tmp_path / "empty.log")
+        plan.cpu_cost_model(tmp_path / "empty.log", large)
+    with pytest.raises(plan.CheckpointError, match="spectra.py's CPU log"):
+        plan.cpu_cost_model(small, tmp_path / "empty.log")
 
 
 def test_gpu_estimate_is_the_solves_at_the_measured_per_matrix_timing():
