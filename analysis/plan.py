@@ -73,12 +73,15 @@ def cpu_cost_model(small: Path = CPU_COSTS, large: Path = SOLVE_COSTS) -> dict:
     b = (1 + len(KINDS) * int(draws[1])) * float(np.mean([s / _work((m, n)) for m, n, s in solves]))
     worst = max(abs((a + b * _work((m, n))) / s - 1) for m, n, s in rows)
     return {"a": a, "b": b, "draws": int(draws[1]), "shapes": len(rows), "worst": worst, "log": _rel(small),
-            "solve_log": _rel(large), "solve_shapes": len(solves)}
+            "solve_log": _rel(large), "solve_shapes": len(solves), "measured": {(m, n): s for m, n, s in rows}}
 
 
 def cpu_seconds(shape, draws: int, model: dict) -> float:
-    """One matrix with `draws` draws per kind: the fixed term as measured, the size term
-    scaled by the solves (1 + 3·draws) against the log's."""
+    """One matrix with `draws` draws per kind: its measured seconds where the small-shape log
+    has its shape at these draws; else the fixed term as measured and the size term scaled by
+    the solves (1 + 3·draws) against the log's."""
+    if draws == model["draws"] and tuple(shape) in model.get("measured", {}):
+        return model["measured"][tuple(shape)]
     solves = (1 + len(KINDS) * draws) / (1 + len(KINDS) * model["draws"])
     return model["a"] + model["b"] * _work(shape) * solves
 
@@ -262,11 +265,12 @@ def describe(table: pd.DataFrame, totals: dict) -> str:
         "",
         "bytes: the needed tensors' bytes (from the weights files' indexes, or for recorded runs their shapes in "
         "float16); cached: already in the tensor cache or solved in the results cache.",
-        f"CPU time is an ESTIMATE for the uncached matrices: per matrix {cpu['a'] * 1e3:.1f} ms (the fixed cost: "
+        f"CPU time is an ESTIMATE for the uncached matrices: a shape measured in {cpu['log']} (at these draws) "
+        f"costs what it measured; any other, per matrix {cpu['a'] * 1e3:.1f} ms (the fixed cost: "
         f"fits, draws, Python; the narrowest shapes of {cpu['log']}) + {cpu['b'] * 1e12:.3g} ps x max(m,n)·min(m,n)² "
         f"({cpu['draws']} draws: the per-solve seconds of pythia-1b's shapes in {cpu['solve_log']}), the size "
         f"term scaled to {totals['solves_per_matrix']} solves; shared 2-core machine. On the {cpu['shapes']} "
-        f"shapes of {cpu['log']} it is off by up to {cpu['worst']:.0%} (the load recorded there slows the "
+        f"shapes of {cpu['log']} that model is off by up to {cpu['worst']:.0%} (the load recorded there slows the "
         "multi-threaded solves of mid-sized matrices most).",
         f"GPU time is an ESTIMATE of the solves only: {totals['solves_per_matrix']} a matrix at the per-matrix "
         f"timing of our singular values on an {gpu['device']} ({gpu['route']} eigensolver route; {gpu['log']}), "

@@ -32,7 +32,8 @@ def main():
     print(plan.describe(table, totals))
     start = time.perf_counter()
     r = Results(cfg)
-    done = len(r.spectra) + sum(len(r.architecture(label).spectra) for label in cfg["architectures"])
+    views = [r] + [r.architecture(label) for label in cfg["architectures"]]  # what compute solves, each once
+    done = len({(x["run"], x["step"], x["block"], x["role"]) for v in views for x in v.spectra})
     took = time.perf_counter() - start
     print(f"\nwidth {args.width}: {done} matrices; plan estimate {totals['CPU s (est.)']:.1f} s, compute took {took:.1f} s "
           f"(measured / estimate {took / totals['CPU s (est.)']:.2f}); load {os.getloadavg()[0]:.1f}")

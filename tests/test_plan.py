@@ -97,6 +97,10 @@ def test_cpu_cost_has_a_fixed_term_from_small_shapes_and_a_size_term_from_large_
     assert model["b"] == pytest.approx(31 * per_solve) and model["draws"] == 10 and model["shapes"] == 4
     assert model["worst"] > 1  # the wider shapes here carry no fixed term: the misfit says how far off the model is
     assert plan.cpu_seconds((8, 8), 10, model) == pytest.approx(model["a"], rel=1e-3)
+    # a measured shape costs what it measured (at the log's draws); at other draws, the model
+    measured = 31 * per_solve * 512 * 128**2
+    assert plan.cpu_seconds((512, 128), 10, model) == pytest.approx(measured, rel=1e-4)
+    assert plan.cpu_seconds((512, 128), 11, model) == pytest.approx(model["a"] + measured * 34 / 31)
     big = plan.cpu_seconds((4096, 4096), 10, model) - model["a"]
     assert big == pytest.approx(31 * per_solve * 4096**3)
     assert plan.cpu_seconds((4096, 4096), 20, model) - model["a"] == pytest.approx(big * 61 / 31)
