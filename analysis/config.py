@@ -27,6 +27,11 @@ DEFAULTS = {
     # that architecture's reference, the rest its replicas (another seed). Empty: no comparison.
     # Only this chapter reads these runs; the `runs` roles above are what every other chapter reads.
     "architectures": {},
+    # The scale study (report/scale.qmd; profile pythia-suite): one analysis per model size,
+    # each the book's analysis with that size's runs in place of `runs` (results.load(size=...)),
+    # cached under its own settings. A list of {name, parameters (the model's parameter count:
+    # the figures' x axis), runs: {reference, treatment, replicas}}; empty: no scale study.
+    "sizes": [],
     "steps": "all",  # "all" or a list of steps
     # suite: hub: how a run's branch names give its steps, one rule for every run (analysis/checkpoints/
     # hub.py SUITE_RULES): pythia (step143000), crfm-gpt2 (checkpoint-400000), olmo
@@ -163,21 +168,47 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)  # YAML's yes/true are ints to isinstance
 
 
-def _validate_runs(runs: dict) -> None:
+def _validate_runs(runs: dict, where: str = "analysis.runs") -> None:
+    if not isinstance(runs, dict):
+        raise ConfigError(f"{where}: expected a mapping {{reference, treatment, replicas}}, got {runs!r}")
     unknown = set(runs) - {"reference", "treatment", "replicas"}
     if unknown:
-        raise ConfigError(f"analysis.runs: unknown key(s) {sorted(unknown)}; expected reference, treatment, replicas")
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; expected reference, treatment, replicas")
     if not isinstance(runs.get("reference"), str):
-        raise ConfigError(f"analysis.runs.reference: expected a run name, got {runs.get('reference')!r}")
+        raise ConfigError(f"{where}.reference: expected a run name, got {runs.get('reference')!r}")
     if runs.get("treatment") is not None and not isinstance(runs["treatment"], str):
-        raise ConfigError(f"analysis.runs.treatment: expected a run name or null, got {runs['treatment']!r}")
+        raise ConfigError(f"{where}.treatment: expected a run name or null, got {runs['treatment']!r}")
     reps = runs.get("replicas") or []
     if not (isinstance(reps, list) and all(isinstance(r, str) for r in reps)):
-        raise ConfigError(f"analysis.runs.replicas: expected a list of run names, got {reps!r}")
+        raise ConfigError(f"{where}.replicas: expected a list of run names, got {reps!r}")
     names = [runs["reference"], runs.get("treatment"), *reps]
     names = [n for n in names if n]
     if len(set(names)) != len(names):
-        raise ConfigError(f"analysis.runs: a run appears in two roles: {names}")
+        raise ConfigError(f"{where}: a run appears in two roles: {names}")
+
+
+def _validate_sizes(cfg: dict) -> None:
+    sizes = cfg["sizes"]
+    if not isinstance(sizes, list):
+        raise ConfigError(f"analysis.sizes: expected a list of {{name, parameters, runs}}, got {sizes!r}")
+    for i, s in enumerate(sizes):
+        where = f"analysis.sizes[{i}]"
+        if not (isinstance(s, dict) and set(s) == {"name", "parameters", "runs"}):
+            raise ConfigError(f"{where}: expected exactly {{name, parameters, runs}}, got {s!r}")
+        if not (isinstance(s["name"], str) and s["name"]):
+            raise ConfigError(f"{where}.name: expected a size's name (e.g. 410m), got {s['name']!r}")
+        if not (_is_int(s["parameters"]) and s["parameters"] > 0):
+            raise ConfigError(f"{where}.parameters: expected the model's parameter count (a positive integer), "
+                              f"got {s['parameters']!r}")
+        _validate_runs(s["runs"], f"{where}.runs")
+        if cfg["suite"] == "tiny":
+            missing = [n for n in run_roles({"runs": s["runs"]}) if n not in cfg["tiny"]["runs"]]
+            if missing:
+                raise ConfigError(f"{where}.runs: tiny suite has no run(s) {missing}; analysis.tiny.runs defines "
+                                  f"{sorted(cfg['tiny']['runs'])}")
+    names = [s["name"] for s in sizes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"analysis.sizes: a size is named twice: {names}")
 
 
 def _validate_tiny_runs(runs: dict) -> None:
@@ -257,6 +288,7 @@ def _validate(cfg: dict) -> None:
             raise ConfigError(f"analysis.runs: tiny suite has no run(s) {missing}; analysis.tiny.runs defines "
                               f"{sorted(cfg['tiny']['runs'])}")
     _validate_architectures(cfg)
+    _validate_sizes(cfg)
     v = cfg["verdicts"]
     if not (_is_int(v["draws"]) and v["draws"] >= 4):
         raise ConfigError(f"analysis.verdicts.draws: expected an integer >= 4 (a reference set and at least two "

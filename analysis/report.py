@@ -26,9 +26,14 @@ NO_QUARTO = (
 )
 
 
-def chapters(root: Path) -> list[Path]:
-    """Chapter files listed under book.chapters in _quarto.yml (parts flattened), in order."""
-    book = (yaml.safe_load((root / "_quarto.yml").read_text()) or {}).get("book", {})
+def chapters(root: Path, profile: str | None = None) -> list[Path]:
+    """Chapter files listed under book.chapters in _quarto.yml (parts flattened), in order,
+    then those of each active profile (`profile`, comma-separated): Quarto appends a
+    profile's lists to the project's."""
+    from .config import active_profiles
+
+    files = [root / "_quarto.yml"] + [root / f"_quarto-{p}.yml" for p in active_profiles(profile or "")]
+    books = [(yaml.safe_load(f.read_text()) or {}).get("book") or {} for f in files if f.is_file()]
 
     def flat(items):
         for item in items or []:
@@ -39,7 +44,8 @@ def chapters(root: Path) -> list[Path]:
                     yield item.get("href") or item.get("file")
                 yield from flat(item.get("chapters"))
 
-    return [root / c for c in [*flat(book.get("chapters")), *flat(book.get("appendices"))]]
+    listed = [c for key in ("chapters", "appendices") for book in books for c in flat(book.get(key))]
+    return [root / c for c in dict.fromkeys(listed)]
 
 
 def read_chapter(path: Path) -> nbformat.NotebookNode:
@@ -80,7 +86,7 @@ def preview(root: Path, profile: str | None = None, out: Path | None = None) -> 
     out.mkdir(parents=True, exist_ok=True)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     written = []
-    for path in chapters(root):
+    for path in chapters(root, profile):
         print(f"executing {path.relative_to(root)}", flush=True)
         nb = execute_chapter(path, profile)
         html, _ = exporter.from_notebook_node(_plain_markdown(nb))

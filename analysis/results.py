@@ -40,8 +40,11 @@ CHAPTER_TABLES = {
 # Tables only claim 4 (the treatment against the reference) reads: a build with no treatment
 # (runs.treatment empty) has nothing to put in them, and the activations would load whole models.
 NEEDS_TREATMENT = ("diverged", "activations")
-# Settings that do not change any number (where and how it is computed).
-NOT_RESULTS = ("cache_dir", "root", "profiles", "backend", "memory", "figures")
+# Settings that do not change any number (where and how it is computed). `sizes`: each size is
+# a view of its own (Results.size), keyed by its own runs; the configured `runs` never read it.
+NOT_RESULTS = ("cache_dir", "root", "profiles", "backend", "memory", "figures", "sizes")
+# What `compute` fills for each size of `analysis.sizes` (report/scale.qmd reads these).
+SIZE_TABLES = ("spectra", "measures", "draws", "verdicts")
 
 
 class Results:
@@ -128,14 +131,7 @@ class Results:
         chosen once among the steps every run has, so that runs are compared block by block at
         the same steps (picked per run, runs with different step lists would differ); a setting
         that reads every step adds each run's others."""
-        shared = sorted(set.intersection(*(set(s) for s in self.steps.values())))
-        if not shared:
-            raise CheckpointError(f"analysis.steps: the runs share no analysed step ({', '.join(f'{n}: {s[0]}..{s[-1]}' for n, s in self.steps.items())}); "
-                                  "blocks are compared across runs at steps every run has")
-        setting, suite = self.cfg["depth_steps"], self.cfg["suite"]
-        picked = set(depth_steps(setting, suite, shared))
-        every = setting == "all" or (setting == "auto" and suite != "hub")
-        return {name: sorted(picked | (set(steps) if every else set())) for name, steps in self.steps.items()}
+        return choose_depth_steps(self.steps, self.cfg["depth_steps"], self.cfg["suite"])
 
     @property
     def shared_depth_steps(self) -> list[int]:
@@ -195,10 +191,25 @@ class Results:
         return value
 
     def fill(self, names=None) -> dict:
-        """Compute (or load) the named tables, default all; with no treatment run, not those
-        only claim 4 reads (NEEDS_TREATMENT). -> {name: rows or entries}"""
-        names = [n for n in (names or compute.TABLES) if self.of_role("treatment") or n not in NEEDS_TREATMENT]
-        return {n: len(getattr(self, n)) for n in names}
+        """Compute (or load) the named tables, default all, and each size's SIZE_TABLES
+        (`analysis.sizes`) when all are asked for; with no treatment run, not those only
+        claim 4 reads (NEEDS_TREATMENT). -> {name: rows or entries}"""
+        treated = bool(self.of_role("treatment"))
+        done = {n: len(getattr(self, n)) for n in (names or compute.TABLES) if treated or n not in NEEDS_TREATMENT}
+        for spec in self.cfg["sizes"] if names is None else []:
+            done.update({f"{spec['name']}/{n}": v for n, v in self.size(spec["name"]).fill(SIZE_TABLES).items()})
+        return done
+
+    def size(self, name: str) -> "Results":
+        """The results of one size of `analysis.sizes`: the same analysis with that size's
+        runs in place of `runs` (and no architecture comparison), on the same cache; its
+        tables are keyed by its own settings."""
+        spec = next((s for s in self.cfg["sizes"] if s["name"] == name), None)
+        if spec is None:
+            raise config.ConfigError(f"analysis.sizes has no size {name!r}; it has {[s['name'] for s in self.cfg['sizes']]}")
+        cfg = copy.deepcopy(self.cfg)
+        cfg.update(runs=copy.deepcopy(spec["runs"]), architectures={})
+        return Results(cfg, self.progress)
 
     def architecture(self, label: str) -> "Results":
         """The results of one architecture of `analysis.architectures`, with that
@@ -226,6 +237,17 @@ class Results:
         """n steps spread evenly over the analysed ones (first and last included)."""
         steps = self.steps[run or self.reference]
         return [steps[int(i)] for i in np.unique(np.linspace(0, len(steps) - 1, n).round())]
+
+
+def choose_depth_steps(steps: dict, setting, suite: str) -> dict:
+    """{run: steps at which every block is read} for {run: analysed steps} (Results.depth_steps)."""
+    shared = sorted(set.intersection(*(set(s) for s in steps.values())))
+    if not shared:
+        raise CheckpointError(f"analysis.steps: the runs share no analysed step ({', '.join(f'{n}: {s[0]}..{s[-1]}' for n, s in steps.items())}); "
+                              "blocks are compared across runs at steps every run has")
+    picked = set(depth_steps(setting, suite, shared))
+    every = setting == "all" or (setting == "auto" and suite != "hub")
+    return {name: sorted(picked | (set(s) if every else set())) for name, s in steps.items()}
 
 
 def _encode(value) -> dict:
@@ -260,6 +282,8 @@ def _decode(stored: dict):
     return stored
 
 
-def load(profile=None, progress: bool = False) -> Results:
-    """The results for the active settings ($QUARTO_PROFILE, or `profile`)."""
-    return Results(config.load(profile), progress)
+def load(profile=None, progress: bool = False, size: str | None = None) -> Results:
+    """The results for the active settings ($QUARTO_PROFILE, or `profile`); with `size`,
+    those of that size of `analysis.sizes`."""
+    r = Results(config.load(profile), progress)
+    return r.size(size) if size is not None else r

@@ -77,3 +77,82 @@ def smoke_preview(corpus_cache, tmp_path_factory):
     finally:
         os.environ.pop("ANALYSIS_CACHE_DIR") if before is None else os.environ.update(ANALYSIS_CACHE_DIR=before)
     return out, figures, written
+
+
+# --- A hub-shaped suite of small random-weight GPT-NeoX models of several sizes -------------
+
+HUB_STEPS = (0, 1, 2, 4)
+# name -> (hidden size, blocks, heads, {role: repo suffix}); 4 blocks: claim 3's slopes need 3+
+HUB_SIZES = {"s": (32, 4, 4, {"reference": "", "treatment": "-deduped", "replicas": ["-seed1"]}),
+             "m": (48, 4, 4, {"reference": "", "treatment": None, "replicas": []})}
+
+
+def hub_size_runs(name: str) -> dict:
+    """The runs of one size of HUB_SIZES by role, as repo ids (`analysis.sizes[].runs`)."""
+    _, _, _, roles = HUB_SIZES[name]
+    repo = lambda suffix: f"EleutherAI/pythia-{name}{suffix}"  # noqa: E731  (Pythia's branch rule)
+    return {"reference": repo(roles["reference"]), "treatment": roles["treatment"] and repo(roles["treatment"]),
+            "replicas": [repo(s) for s in roles["replicas"]]}
+
+
+def neox_parameters(name: str) -> int:
+    """The parameter count of a HUB_SIZES model, from the model itself."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    hidden, blocks, heads, _ = HUB_SIZES[name]
+    model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=64, hidden_size=hidden, num_hidden_layers=blocks,
+                                             num_attention_heads=heads, intermediate_size=4 * hidden, rotary_pct=0.25))
+    return sum(p.numel() for p in model.parameters())
+
+
+def serve_hub_suite(hub, src: Path) -> dict:
+    """Every run of every HUB_SIZES size on `hub`: HUB_STEPS branches (each step its own random
+    weights, safetensors, with a word-level tokenizer) and main. -> {repo: folder of its last step}"""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(63)} | {"[UNK]": 63}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+    out = {}
+    for k, name in enumerate(HUB_SIZES):
+        hidden, blocks, heads, _ = HUB_SIZES[name]
+        config = GPTNeoXConfig(vocab_size=64, hidden_size=hidden, num_hidden_layers=blocks, num_attention_heads=heads,
+                               intermediate_size=4 * hidden, rotary_pct=0.25, use_parallel_residual=True)
+        runs = hub_size_runs(name)
+        for j, repo in enumerate([runs["reference"], runs["treatment"], *runs["replicas"]]):
+            if repo is None:
+                continue
+            for step in HUB_STEPS:
+                folder = src / repo / f"step{step}"
+                torch.manual_seed(1000 * k + 100 * j + step)
+                GPTNeoXForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+                tokenizer.save_pretrained(folder)
+                hub.add(repo, f"step{step}", folder)
+            hub.add(repo, "main", folder)
+            out[repo] = folder
+    return out
+
+
+def hub_suite_settings() -> dict:
+    """`analysis:` settings for the HUB_SIZES suite: its sizes, the first size's runs as
+    `runs`, every block at every step, smoke-sized toy and verdicts."""
+    sizes = [{"name": n, "parameters": neox_parameters(n), "runs": hub_size_runs(n)} for n in HUB_SIZES]
+    return {"suite": "hub", "runs": sizes[0]["runs"], "architectures": {}, "sizes": sizes, "depth_steps": "all",
+            "residual": {"depth": 8, "seeds": 6, "alpha_seeds": 2},
+            "verdicts": {"draws": 4, "bootstrap": 200}}
+
+
+def project_copy(dest: Path, profile: str, settings: dict, files=("report/scale.qmd",)) -> Path:
+    """A project root at `dest`: _quarto.yml, `files`, and _quarto-{profile}.yml holding
+    `settings` under `analysis:` (what a chapter kernel there reads)."""
+    import yaml
+
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "_quarto.yml", dest / "_quarto.yml")
+    for f in files:
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / f, dest / f)
+    (dest / f"_quarto-{profile}.yml").write_text(yaml.safe_dump({"analysis": settings}))
+    return dest

@@ -318,6 +318,19 @@ class Checkpoint:
     def tensor_names(self) -> list[str]:
         return sorted(self.weight_map)
 
+    def tensor_meta(self, names) -> dict[str, dict]:
+        """{name: {shape, dtype, nbytes, cached}} from the weights files' indexes alone (no
+        tensor data is read): shape and dtype as stored, the bytes a read moves, and whether
+        the tensor cache already holds it (then a read moves nothing)."""
+        out = {}
+        for name in dict.fromkeys(names):
+            if name not in self.weight_map:
+                raise CheckpointError(f"{self.folder}: no tensor {name!r} in {self.weights_file}")
+            info = self._index(self.weight_map[name])[name]
+            cached = self._memoised and self.tensor_cache.path(self.cache_id, name).is_file()
+            out[name] = {"shape": tuple(info.shape), "dtype": info.dtype, "nbytes": info.end - info.start, "cached": cached}
+        return out
+
     def tensor(self, name: str) -> np.ndarray:
         return self.tensors([name])[name]
 

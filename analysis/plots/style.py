@@ -16,6 +16,20 @@ ARCH_COLORS = {"parallel": _palette[0], "sequential": _palette[3]}
 # Line style by a run's declared role (analysis.runs), never by its name.
 RUN_STYLES = {"reference": {"linestyle": "-"}, "treatment": {"linestyle": "--"}, "replica": {"linestyle": ":"}}
 BAND_ALPHA = 0.2  # shaded noise bands (baseline draws, seeds, replicas)
+# Three-valued verdicts (and a claim part whose rows disagree): a diverging palette, grey for
+# what noise cannot decide.
+VERDICT_COLORS = {"holds": "#4393c3", "does not hold": "#d6604d", "undecided": "0.8", "mixed": "#b8a0d0"}
+
+
+def verdict_colors() -> dict:
+    return dict(VERDICT_COLORS)
+
+
+def wrap(text: str, width: int) -> str:
+    """A long tick label on lines of at most `width` characters."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
 
 
 def run_style(role: str) -> dict:
