@@ -1,20 +1,26 @@
-"""Singular values of pythia-1b-shaped matrices: ours against peers, as ratios measured in one run.
+"""Singular values of pythia-shaped matrices: ours against the best peer, timed the same way.
 
 CPU: analysis.spectra.singular_values vs numpy.linalg.svd(compute_uv=False), and (when
-installed) WeightWatcher's per-layer analyze() vs ours plus the same power-law fit.
-GPU (when CuPy sees a device): ours on CuPy vs torch.linalg.svdvals on the same GPU, and the
-full pythia-1b sweep shape (154 steps x 16 blocks x 4 roles, plus one sampled baseline each)
-from host memory.
+installed) WeightWatcher's per-layer analyze() vs ours plus the same power-law fit; each with
+its share of this machine's roofline (float64 GEMM rate and copy bandwidth, measured here).
+GPU (when CuPy sees a device; `--dry-run` runs the same code on the CPU with NumPy and CPU
+torch at a small scale, to check it): per pythia-1b role shape, every eigensolver route of ours
+and every peer (torch.linalg.svdvals with each driver, torch Gram + eigvalsh, CuPy Gram + 2-D
+eigvalsh per matrix, cusolverDnXsyevBatched where present), each warmed up on the same batch at
+the real shape and timed best of 3 with the device synchronised; ms a matrix, ratio to the best
+peer, error against float64 LAPACK, and share of the roofline: a Gram product by syrk (max side
+* k^2 flops at the device's FP64 peak) plus a one-stage tridiagonal reduction (k^3 / 6 float64
+reads at its memory bandwidth). Then the pythia-1b sweep (154 steps x 16 blocks x 4 roles, each
+matrix with `verdicts.draws` draws of 3 baseline kinds, as compute solves them) and the pythia-12b
+middle-block sweep, a few steps each, extrapolated to 154.
 
     python benchmarks/spectra.py [--scale 0.25] [--repeats 3] [--no-weightwatcher] [--gpu-only]
-                                 [--sweep-steps 154] [--json gpu.json]
-
-The GPU part first times each eigensolver route (spectra.EIGH_ROUTES) and uses the fastest.
+                                 [--dry-run] [--batch 8] [--sweep-steps 1] [--json gpu.json]
 """
 
 import argparse
+import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.stats
@@ -59,13 +65,36 @@ def weightwatcher_time(w, repeats):
     return best_time(lambda: watcher.analyze(plot=False, randomize=False, mp_fit=False), repeats)
 
 
+def cpu_roofline(repeats=3):
+    """This machine's float64 GEMM rate (flop/s, a 2048^2 matmul) and memory bandwidth (B/s, a
+    256 MB copy: bytes read + written), measured now, best of `repeats`."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048))
+    t, _ = best_time(lambda: a @ a, repeats)
+    src = np.ones(32 << 20)
+    dst = np.empty_like(src)
+    tc, _ = best_time(lambda: np.copyto(dst, src), repeats)
+    return 2 * 2048**3 / t, 2 * src.nbytes / tc
+
+
+def bound_s(m, n, flops, bandwidth):
+    """Roofline time of one matrix's singular values by Gram + one-stage eigensolver: the syrk
+    Gram (max side * k^2 flops) at `flops`, then the tridiagonal reduction's k^3 / 6 float64
+    reads (each step's symv reads the trailing lower triangle) at `bandwidth`."""
+    k = min(m, n)
+    return max(m, n) * k * k / flops + 8 * k**3 / 6 / bandwidth
+
+
 def cpu(args):
-    print(f"CPU, scale {args.scale}: seconds per matrix (best of {args.repeats}); ratio = peer / ours")
-    head = f"{'role':9s} {'shape':>11s} {'kind':7s} {'ours':>7s} {'numpy':>7s} {'ratio':>6s} {'err/σmax':>9s}"
+    flops, bw = cpu_roofline(args.repeats)
+    print(f"CPU roofline, measured in this run: float64 GEMM {flops / 1e9:.1f} GFLOP/s (2048^2 matmul), "
+          f"memory {bw / 1e9:.1f} GB/s (256 MB copy, read + write)")
+    print(f"CPU, scale {args.scale}: seconds per matrix (best of {args.repeats}); ratio = peer / ours; "
+          f"roof = roofline time / measured")
+    head = f"{'role':9s} {'shape':>11s} {'kind':7s} {'ours':>7s} {'numpy':>7s} {'ratio':>6s} {'err/σmax':>9s} {'bound':>7s} {'roof':>5s}"
     if args.weightwatcher:
         head += f" {'ours+α':>7s} {'ww':>7s} {'ratio':>6s} {'α ours':>7s} {'α ww':>7s}"
     print(head)
-    totals = {"ours": 0.0, "numpy": 0.0, "ours_alpha": 0.0, "ww": 0.0}
+    totals = {"ours": 0.0, "numpy": 0.0, "ours_alpha": 0.0, "ww": 0.0, "bound": 0.0}
     for role, (m, n) in PYTHIA_1B.items():
         shp = (max(int(m * args.scale), 8), max(int(n * args.scale), 8))
         for kind in ("random", "heavy"):
@@ -73,9 +102,12 @@ def cpu(args):
             t_ours, sv = best_time(lambda: spectra.singular_values(w), args.repeats)
             t_np, ref = best_time(lambda: np.linalg.svd(w, compute_uv=False), args.repeats)
             err = float(np.max(np.abs(sv - ref)) / ref[0])
+            bound = bound_s(*shp, flops, bw)
             totals["ours"] += t_ours
             totals["numpy"] += t_np
-            line = f"{role:9s} {shp[0]:>5d}x{shp[1]:<5d} {kind:7s} {t_ours:7.3f} {t_np:7.3f} {t_np / t_ours:6.1f} {err:9.1e}"
+            totals["bound"] += bound
+            line = (f"{role:9s} {shp[0]:>5d}x{shp[1]:<5d} {kind:7s} {t_ours:7.3f} {t_np:7.3f} {t_np / t_ours:6.1f} "
+                    f"{err:9.1e} {bound:7.3f} {bound / t_ours:5.0%}")
             if args.weightwatcher:
                 t_oa, fit = best_time(lambda: measures.powerlaw_alpha(spectra.singular_values(w)), args.repeats)
                 t_ww, details = weightwatcher_time(w, args.repeats)
@@ -83,141 +115,219 @@ def cpu(args):
                 totals["ww"] += t_ww
                 line += f" {t_oa:7.3f} {t_ww:7.3f} {t_ww / t_oa:6.1f} {fit['alpha']:7.3f} {float(details['alpha'].iloc[0]):7.3f}"
             print(line, flush=True)
-    print(f"total: ours {totals['ours']:.2f} s, numpy {totals['numpy']:.2f} s, ratio {totals['numpy'] / totals['ours']:.1f}")
+    print(f"total: ours {totals['ours']:.2f} s, numpy {totals['numpy']:.2f} s, ratio {totals['numpy'] / totals['ours']:.1f}; "
+          f"roofline {totals['bound']:.2f} s, ours at {totals['bound'] / totals['ours']:.0%} of it")
     if args.weightwatcher:
         print(f"total: ours+α {totals['ours_alpha']:.2f} s, weightwatcher {totals['ww']:.2f} s, "
               f"ratio {totals['ww'] / totals['ours_alpha']:.1f}")
+    candidates(args)
+
+
+def candidates(args):
+    """The issue-16 eigensolver candidates on the CPU (their NumPy twins), n = 1024 * scale:
+    time and accuracy; on the CPU the chosen route stays whatever measures fastest."""
+    k = max(int(1024 * args.scale), 16)  # half pythia-1b's side: the float32 + refinement route is slow on 2 cores
+    w = np.random.default_rng(0).standard_normal((2, k, 2 * k)) * 0.02
+    gram = w @ np.swapaxes(w, -1, -2)
+    ref = np.linalg.eigvalsh(gram)
+    print(f"CPU eigensolver routes, 2 Gram matrices {k}x{k}: s a matrix (a warm-up, then best of {args.repeats}); "
+          f"err = max|dlam| / lam_max vs LAPACK dsyevd")
+    for route in spectra.EIGH_ROUTES:
+        if route == "torch":
+            continue
+        spectra.eigvalsh(gram[:1], np, route)
+        t, lam = best_time(lambda: spectra.eigvalsh(gram, np, route), args.repeats)
+        print(f"  {route:10s} {t / 2:8.3f} {float(np.max(np.abs(lam - ref)) / ref.max()):9.1e}", flush=True)
+    lb = spectra._to_band(gram[0], spectra.TWO_STAGE_BAND, np)
+    import scipy.linalg
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        t2, _ = best_time(lambda: scipy.linalg.eig_banded(lb, lower=True, eigvals_only=True), args.repeats)
+    print(f"  two-stage, stage 2 alone (dsbevd, band {spectra.TWO_STAGE_BAND}, one thread): {t2:.3f} s a matrix; "
+          f"with 16 host threads that bounds the route at >= {t2 / 16 * 1e3:.0f} ms a matrix at this n")
+
+
+# FP64 fused multiply-adds per clock per SM without tensor cores, by compute capability: CUDA C++
+# Programming Guide, "Arithmetic Instructions" throughput table (A100: 32, H100/H200: 64). FP64
+# tensor cores (DMMA) double it on 8.0 and 9.0 (NVIDIA A100 and H100 whitepapers: 19.5 / 67 TFLOPS).
+FP64_FMA_PER_SM = {(8, 0): 32, (9, 0): 64, (10, 0): 64}
+TENSOR_FP64 = {(8, 0), (9, 0)}
+
+
+def gpu_roofline(cp):
+    """The device's FP64 peak (flop/s) and memory bandwidth (B/s) from its attributes, with the
+    formula in the returned note."""
+    dev = cp.cuda.Device()
+    attr = cp.cuda.runtime.deviceGetAttribute
+    sms = attr(16, dev.id)  # cudaDevAttrMultiProcessorCount
+    clock = attr(13, dev.id) * 1e3  # cudaDevAttrClockRate, kHz -> Hz (max boost clock)
+    mem_clock = attr(36, dev.id) * 1e3  # cudaDevAttrMemoryClockRate
+    bus = attr(37, dev.id)  # cudaDevAttrGlobalMemoryBusWidth, bits
+    cc = dev.compute_capability
+    cc = (int(cc[:-1]), int(cc[-1]))
+    fma = FP64_FMA_PER_SM.get(cc, 64)
+    tensor = 2 if cc in TENSOR_FP64 else 1
+    flops = sms * fma * 2 * tensor * clock
+    bw = 2 * mem_clock * bus / 8
+    note = (f"FP64 peak {flops / 1e12:.1f} TFLOP/s = {sms} SMs x {fma} FMA/clk x 2 x {tensor} (tensor cores) x "
+            f"{clock / 1e9:.2f} GHz; memory {bw / 1e12:.2f} TB/s = 2 x {mem_clock / 1e9:.2f} GHz x {bus} bits / 8 "
+            f"(device attributes; compute capability {cc[0]}.{cc[1]}; datasheets: H100 SXM 67 TFLOP/s FP64 tensor, "
+            f"3.35 TB/s; H200 67 TFLOP/s, 4.8 TB/s)")
+    return flops, bw, note
+
+
+class Device:
+    """What the GPU part runs on: CuPy + CUDA torch, or (dry run) NumPy + CPU torch."""
+
+    def __init__(self, dry_run):
+        import torch
+
+        self.torch = torch
+        if dry_run:
+            self.xp, self.tdev, self.sync = np, "cpu", lambda: None
+            flops, bw = cpu_roofline(1)
+            self.name, self.flops, self.bw = "CPU (dry run)", flops, bw
+            self.note = f"dry run on the CPU: GEMM {flops / 1e9:.1f} GFLOP/s, copy {bw / 1e9:.1f} GB/s, measured now"
+        else:
+            cp = backend.array_module("cupy")
+            self.xp, self.tdev, self.sync = cp, "cuda", cp.cuda.Device().synchronize
+            self.name = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+            self.flops, self.bw, self.note = gpu_roofline(cp)
+            a = cp.ones(1 << 27)  # 1 GiB
+            b = cp.empty_like(a)
+            t, _ = best_time(lambda: (cp.copyto(b, a), self.sync()), 3)
+            self.note += f"; measured copy {2 * a.nbytes / t / 1e12:.2f} TB/s"
+
+    def timed(self, fn, repeats, cap_s):
+        """Warm-up call, then best of `repeats` synchronised calls, fewer if they pass `cap_s`
+        seconds in all (the same rule for every contender). -> (seconds, result, calls timed)."""
+        t0 = time.perf_counter()
+        fn()
+        self.sync()
+        best, out, n = float("inf"), None, 0
+        while n < repeats and (n == 0 or time.perf_counter() - t0 < cap_s):
+            t = time.perf_counter()
+            out = fn()
+            self.sync()
+            best, n = min(best, time.perf_counter() - t), n + 1
+        return best, out, n
+
+
+def contenders(d, w, tw):
+    """name -> (kind, fn), every fn: the batch's singular values from the float64 batch w
+    (xp, (b, m, n)) or tw (torch, the same numbers)."""
+    xp, torch = d.xp, d.torch
+    out = {}
+    for route, workers in [("batched", 0), ("loop", 0), ("threads", 4), ("threads", 8), ("torch", 0),
+                           ("mixed", 0), ("two-stage", 0), ("xsyev", 0)]:
+        def ours(route=route, workers=workers):
+            spectra.EIGH_ROUTE[d.kind] = route
+            if workers:
+                spectra.EIGH_THREADS[d.kind] = workers
+            return spectra.singular_values(w, xp)
+        out[f"ours {route}{f'-{workers}' if workers else ''}"] = ("ours", ours)
+    small = lambda t: torch.sqrt(torch.clamp(t, min=0)).flip(-1)  # noqa: E731
+    for driver in ("gesvd", "gesvdj", "gesvda"):
+        kw = {"driver": driver} if d.tdev == "cuda" else {}
+        if d.tdev != "cuda" and driver != "gesvd":
+            continue  # drivers exist only on CUDA; the CPU has one LAPACK gesdd
+        out[f"torch svdvals {driver if kw else '(LAPACK)'}"] = ("peer", lambda kw=kw: torch.linalg.svdvals(tw, **kw))
+
+    def torch_gram():
+        g = tw @ tw.mT if tw.shape[-2] <= tw.shape[-1] else tw.mT @ tw
+        return small(torch.linalg.eigvalsh(g))
+
+    out["torch Gram + eigvalsh"] = ("peer", torch_gram)
+
+    def xp_gram_2d():
+        wt = xp.swapaxes(w, -1, -2)
+        g = w @ wt if w.shape[-2] <= w.shape[-1] else wt @ w
+        return xp.sqrt(xp.maximum(xp.stack([xp.linalg.eigvalsh(gi) for gi in g]), 0))[:, ::-1]
+
+    out[f"{'CuPy' if d.kind == 'cupy' else 'NumPy'} Gram + 2-D eigvalsh"] = ("peer", xp_gram_2d)
+    return out
 
 
 def gpu(args):
-    import json
-
-    import torch
-
-    cp = backend.array_module("cupy")
-    xp, sync, t0 = cp, cp.cuda.Device().synchronize, time.perf_counter()
-    report = {"device": cp.cuda.runtime.getDeviceProperties(0)["name"].decode(), "cupy": cp.__version__,
-              "torch": torch.__version__, "routes": {}, "roles": {}}
-    print(f"GPU: {report['device']}, CuPy {cp.__version__}, torch {torch.__version__}")
-
-    # 1. The eigensolver routes on one checkpoint's worth of k=2048 Gram matrices.
-    k, b = max(int(2048 * args.gpu_scale), 8), args.route_batch
-    w = cp.random.default_rng(0).standard_normal((b, k, 2 * k)) * 0.02
-    gram = w @ cp.swapaxes(w, -1, -2)
-    del w
-    ref = np.linalg.eigvalsh(gram[0].get())
-    print(f"eigensolver routes, {b} Gram matrices {k}x{k}: ms per matrix; err = max|dlam| / lam_max vs LAPACK")
-
-    def route_time(name, route, workers=0, repeats=args.repeats):
-        try:
-            if workers:
-                spectra.EIGH_THREADS["cupy"] = workers
-            t_warm, _ = best_time(lambda: (spectra.eigvalsh(gram[:2], xp, route), sync()), 1)
-            if t_warm / 2 > 1.0:  # too slow to time on the whole batch: the warm-up is the number
-                per, lam = t_warm / 2, spectra.eigvalsh(gram[:1], xp, route)
+    d = Device(args.dry_run)
+    d.kind = "numpy" if d.xp is np else "cupy"
+    xp, torch = d.xp, d.torch
+    scale = args.gpu_scale if not args.dry_run else min(args.gpu_scale, 1 / 16)
+    report = {"device": d.name, "roofline": d.note, "torch": torch.__version__, "shapes": {}}
+    print(f"GPU part on {d.name}, torch {torch.__version__}{', CuPy ' + xp.__version__ if d.kind == 'cupy' else ''}")
+    print(f"roofline: {d.note}")
+    routes0 = dict(spectra.EIGH_ROUTE), dict(spectra.EIGH_THREADS)
+    for role, (m, n) in PYTHIA_1B.items() if not args.sweeps_only else ():
+        m, n = max(int(m * scale), 8), max(int(n * scale), 8)
+        if args.roles and role not in args.roles:
+            continue
+        host = np.stack([matrix((m, n), "random", seed=s) for s in range(args.batch)])
+        w, tw = xp.asarray(host), torch.as_tensor(host, device=d.tdev)
+        ref = np.linalg.svd(host[0], compute_uv=False)
+        bound = bound_s(m, n, d.flops, d.bw)
+        print(f"{role} {m}x{n}, batch {args.batch}: ms a matrix (warm-up, then best of {args.repeats}, synchronised); "
+              f"ratio = best peer / this; roofline {bound * 1e3:.2f} ms a matrix")
+        print(f"  {'contender':28s} {'ms':>9s} {'ratio':>6s} {'err/σmax':>9s} {'roof':>6s}")
+        rows = {}
+        for name, (kind, fn) in contenders(d, w, tw).items():
+            try:
+                t, sv, calls = d.timed(fn, args.repeats, args.cap_s)
+                sv0 = sv[0].cpu().numpy() if hasattr(sv, "cpu") else backend.to_numpy(sv[0])
+                rows[name] = {"kind": kind, "ms": t / args.batch * 1e3, "calls": calls,
+                              "err": float(np.max(np.abs(sv0 - ref)) / ref[0])}
+            except Exception as e:  # a contender that fails here is reported, not fatal
+                rows[name] = {"kind": kind, "failed": f"{type(e).__name__}: {e}"[:200]}
+        spectra.EIGH_ROUTE.update(routes0[0]), spectra.EIGH_THREADS.update(routes0[1])
+        peers = [r["ms"] for r in rows.values() if r["kind"] == "peer" and "ms" in r]
+        best_peer = min(peers) if peers else float("nan")
+        for name, r in rows.items():
+            if "ms" in r:
+                r["ratio"], r["roof"] = best_peer / r["ms"], bound * 1e3 / r["ms"]
+                fewer = "" if r["calls"] == args.repeats else f"  (best of {r['calls']}: past --cap-s)"
+                print(f"  {name:28s} {r['ms']:9.2f} {r['ratio']:6.2f} {r['err']:9.1e} {r['roof']:6.1%}{fewer}", flush=True)
             else:
-                t, lam = best_time(lambda: (spectra.eigvalsh(gram, xp, route), sync())[0], repeats)
-                per = t / b
-            err = float(np.max(np.abs(lam[0].get() - ref)) / ref[-1])
-            report["routes"][name] = {"ms": per * 1e3, "err": err}
-            print(f"  {name:16s} {per * 1e3:9.1f} {err:9.1e}", flush=True)
-        except Exception as e:  # a route that fails here is reported, not fatal
-            print(f"  {name:16s} failed: {e!r}"[:300], flush=True)
-
-    for route, workers in [("batched", 0), ("loop", 0), ("threads", 2), ("threads", 4), ("threads", 8),
-                           ("threads", 16), ("torch", 0)]:
-        route_time(f"{route}-{workers}" if workers else route, route, workers)
-    best = min(report["routes"], key=lambda r: report["routes"][r]["ms"])
-    route, _, workers = best.rpartition("-") if best[-1].isdigit() else (best, "", "")
-    spectra.EIGH_ROUTE["cupy"] = route
-    if workers:
-        spectra.EIGH_THREADS["cupy"] = int(workers)
-    report["route"] = best
-    print(f"route used below: {best}")
-    del gram
-
-    # 2. Ours vs torch.linalg.svdvals (float64, same GPU), per pythia-1b role.
-    print(f"{'role':9s} {'shape':>11s} {'batch':>5s} {'ours s':>8s} {'torch s':>8s} {'ratio':>6s} {'err/σmax':>9s}")
-    torch.linalg.svdvals(torch.ones((64, 64), device="cuda", dtype=torch.float64))  # cuSOLVER handle, kernels
-    shapes = {role: (max(int(m * args.gpu_scale), 8), max(int(n * args.gpu_scale), 8)) for role, (m, n) in PYTHIA_1B.items()}
-    for role, (m, n) in shapes.items():
-        tb = args.torch_batch
-        host = np.stack([matrix((m, n), "random", seed=s).astype(np.float32) for s in range(tb)])
-        dev = cp.asarray(host)
-        tdev = torch.as_tensor(host, device="cuda", dtype=torch.float64)
-        spectra.singular_values(dev[:1], xp)
-        sync()
-        t_ours, sv = best_time(lambda: (spectra.singular_values(dev, xp), sync())[0], args.repeats)
-        t_torch, ref_t = best_time(lambda: (torch.linalg.svdvals(tdev), torch.cuda.synchronize())[0], 1)
-        err = float(np.max(np.abs(sv.get() - ref_t.cpu().numpy())) / ref_t.max().item())
-        report["roles"][role] = {"shape": [m, n], "batch": tb, "ours_s": t_ours, "torch_s": t_torch, "err": err}
-        print(f"{role:9s} {m:>5d}x{n:<5d} {tb:5d} {t_ours:8.3f} {t_torch:8.3f} {t_torch / t_ours:6.1f} {err:9.1e}", flush=True)
-        del dev, tdev
-    tot = {k2: sum(r[k2] for r in report["roles"].values()) for k2 in ("ours_s", "torch_s")}
-    print(f"total: ours {tot['ours_s']:.2f} s, torch {tot['torch_s']:.2f} s, ratio {tot['torch_s'] / tot['ours_s']:.1f}")
-
-    # 3. The full sweep shape: per step and role, 16 blocks (fp16 in host memory, as read from
-    # checkpoints) + one sampled Gaussian baseline each, through the memory-budget chunker;
-    # copies to the device either inline or prefetched (the next stack copied while this one is solved).
-    steps = args.sweep_steps
-    host = {role: np.stack([matrix(shp, "random", seed=s).astype(np.float16) for s in range(16)])
-            for role, shp in shapes.items()}
-    items = [(step, role) for step in range(steps) for role in host]
-
-    def solve(step, w16):
-        w = w16.astype(cp.float64)
-        base = cp.random.default_rng(step).standard_normal(w.shape) * w.std(axis=(1, 2), keepdims=True)
-        spectra.singular_values_chunked(cp.concatenate([w, base]), xp)
-
-    def copy(item):
-        with cp.cuda.Stream(non_blocking=True) as stream:
-            out = cp.asarray(host[item[1]])
-            stream.synchronize()
-        return out
-
-    report["sweep"] = {}
-    for mode in ("inline copies", "prefetched", "prefetched, 2 solvers"):
-        sync()
-        t = time.perf_counter()
-        if mode == "inline copies":
-            for step, role in items:
-                solve(step, cp.asarray(host[role]))
-        elif mode == "prefetched":
-            with ThreadPoolExecutor(1) as pool:
-                nxt = pool.submit(copy, items[0])
-                for i, (step, role) in enumerate(items):
-                    w16 = nxt.result()
-                    if i + 1 < len(items):
-                        nxt = pool.submit(copy, items[i + 1])
-                    solve(step, w16)
-        else:  # two role-steps in flight, each on its own stream: one's Gram overlaps the other's solves
-            def work(item):
-                with cp.cuda.Stream(non_blocking=False) as stream:
-                    solve(item[0], copy(item))
-                    stream.synchronize()
-
-            with ThreadPoolExecutor(2) as pool:
-                list(pool.map(work, items))
-        sync()
-        took = time.perf_counter() - t
-        report["sweep"][mode] = {"steps": steps, "matrices": steps * 128, "s": took, "min_for_154": took * 154 / steps / 60}
-        print(f"sweep ({mode}): {steps} steps x 16 blocks x 4 roles x (weights + baseline) = {steps * 128} "
-              f"matrices in {took:.1f} s; 154 steps would take {took * 154 / steps / 60:.1f} min", flush=True)
-
-    # 4. What compute does per matrix: the weights + `verdicts.draws` draws each of the
-    # Gaussian, logistic and shuffled baselines on the device (the logistic fit runs on the
-    # host, on 2e5 entries).
-    draws = config.DEFAULTS["verdicts"]["draws"]
-    report["with_draws"] = {"draws": draws}
-    for role, (m, n) in shapes.items():
-        dev = cp.asarray(matrix((m, n), "heavy", seed=1).astype(np.float32))
-        t, _ = best_time(lambda: (baselines.with_draws(dev[None], [(role,)], 0, draws, xp), sync()), 1)
-        report["with_draws"][role] = t
-        print(f"with_draws ({draws}) {role:9s} {m:>5d}x{n:<5d}: {t:.2f} s", flush=True)
-    print(f"GPU part took {time.perf_counter() - t0:.0f} s")
+                print(f"  {name:28s} failed: {r['failed']}", flush=True)
+        report["shapes"][role] = {"shape": [m, n], "batch": args.batch, "bound_ms": bound * 1e3, "rows": rows}
+        del w, tw
+    sweeps(args, d, scale, report)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
+
+
+PYTHIA_12B = {"qkv": (15360, 5120), "attn_out": (5120, 5120), "mlp_in": (20480, 5120), "mlp_out": (5120, 20480)}
+
+
+def sweeps(args, d, scale, report):
+    """The sweeps as compute runs them: per (step, role), the blocks' matrices (fp16 in host
+    memory, as read from checkpoints) through baselines.with_draws (the weights and `verdicts.draws`
+    draws of each baseline kind), `steps` steps timed and extrapolated to Pythia's 154."""
+    draws = config.DEFAULTS["verdicts"]["draws"]
+    xp = d.xp
+    if args.dry_run:
+        scale /= 2
+    for model, shapes, blocks, steps in (("pythia-1b", PYTHIA_1B, 16, args.sweep_steps),
+                                         ("pythia-12b middle block", PYTHIA_12B, 1, args.sweep_steps_12b)):
+        if steps <= 0:
+            continue
+        host = {role: np.stack([matrix((max(int(m * scale), 8), max(int(n * scale), 8)), "random", seed=s)
+                                .astype(np.float16) for s in range(blocks)]) for role, (m, n) in shapes.items()}
+        with_draws = lambda step, role: baselines.with_draws(  # noqa: E731
+            xp.asarray(host[role]), [(step, b, role) for b in range(blocks)], step, draws, xp)
+        with_draws(0, "attn_out")  # warm-up
+        d.sync()
+        t = time.perf_counter()
+        for step in range(steps):
+            for role in host:
+                with_draws(step, role)
+        d.sync()
+        took = time.perf_counter() - t
+        solves = steps * len(host) * blocks * (1 + 3 * draws)
+        est = took * 154 / steps / 60
+        report[f"sweep {model}"] = {"steps": steps, "solves": solves, "s": took, "min_for_154": est}
+        print(f"sweep {model}: {steps} step(s) x {blocks} block(s) x {len(host)} roles x (weights + 3 kinds x {draws} "
+              f"draws) = {solves} solves in {took:.1f} s; 154 steps would take {est:.1f} min (extrapolated)", flush=True)
 
 
 def main():
@@ -226,24 +336,28 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-weightwatcher", dest="weightwatcher", action="store_false")
     p.add_argument("--gpu-only", action="store_true")
-    p.add_argument("--sweep-steps", type=int, default=154, help="GPU sweep: steps to time (154 = all of pythia-1b)")
-    p.add_argument("--route-batch", type=int, default=16, help="GPU: Gram matrices per eigensolver route")
-    p.add_argument("--torch-batch", type=int, default=4, help="GPU: matrices per role against torch")
+    p.add_argument("--dry-run", action="store_true", help="run the GPU part's code on the CPU (NumPy, CPU torch), 1/16 scale")
+    p.add_argument("--batch", type=int, default=8, help="GPU: matrices per role shape, the same for every contender")
+    p.add_argument("--roles", nargs="*", help="GPU: only these roles (default all four)")
+    p.add_argument("--cap-s", type=float, default=20.0, help="GPU: stop repeating a contender after this many seconds")
+    p.add_argument("--sweeps-only", action="store_true", help="GPU: skip the contenders, time only the sweeps")
+    p.add_argument("--sweep-steps", type=int, default=1, help="pythia-1b sweep: steps to time (0: skip)")
+    p.add_argument("--sweep-steps-12b", type=int, default=1, help="pythia-12b middle-block sweep: steps to time (0: skip)")
     p.add_argument("--gpu-scale", type=float, default=1.0, help="shrink every side by this factor (GPU part)")
     p.add_argument("--json", help="also write the GPU numbers here")
     args = p.parse_args()
-    if args.weightwatcher:
+    if args.weightwatcher and not args.dry_run:
         try:
             import weightwatcher  # noqa: F401
         except ImportError:
             print("weightwatcher is not installed (pip install weightwatcher==0.7.7): skipping that column")
             args.weightwatcher = False
-    if not args.gpu_only:
+    if not args.gpu_only and not args.dry_run:
         cpu(args)
-    if backend.cupy_or_none() is not None:
+    if args.dry_run or backend.cupy_or_none() is not None:
         gpu(args)
     else:
-        print("no CUDA device: GPU part skipped")
+        print("no CUDA device: GPU part skipped (--dry-run runs its code on the CPU)")
 
 
 if __name__ == "__main__":

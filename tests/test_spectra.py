@@ -176,3 +176,56 @@ def test_a_batch_gives_each_matrix_what_it_gets_alone():
             assert a.keys() == b.keys()
             for key in a:
                 assert np.array_equal(a[key], b[key]), key
+
+
+def repeated_values(m, n, seed):
+    """An (m, n) matrix whose singular values come in runs of equal values (clusters of any solver)."""
+    rng = np.random.default_rng(seed)
+    k = min(m, n)
+    u, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    s = np.repeat([1.0, 0.5, 1e-3, 1e-7], -(-k // 4))[:k]
+    return (u * s) @ v.T
+
+
+@pytest.mark.parametrize("route", ["mixed", "two-stage", "xsyev"])
+@pytest.mark.parametrize("w", [
+    near_rank_deficient(150, 100, 20, 0.0, 0),
+    near_rank_deficient(100, 300, 50, 1e-9, 2),
+    matrix_with_spread(100, 200, 1e12, seed=4),
+    repeated_values(120, 90, 5),
+    np.random.default_rng(7).standard_normal((300, 200)),
+], ids=["rank20", "rank50+1e-9", "spread1e12", "repeated", "gaussian"])
+def test_candidate_routes_keep_the_accuracy_bar(route, w, monkeypatch):
+    """The issue-16 candidates (float32 solve + float64 refinement, band reduction, Xsyev's twin)
+    give singular values within 1e-9 sigma_max of LAPACK's, on the matrices that break naive
+    refinement: tiny and repeated values form clusters the refinement cannot split."""
+    monkeypatch.setitem(spectra.EIGH_ROUTE, "numpy", route)
+    ref = scipy.linalg.svdvals(w)
+    assert np.max(np.abs(spectra.singular_values(w) - ref)) <= 1e-9 * ref[0]
+
+
+def test_mixed_route_without_the_cluster_solve_would_miss_the_bar(monkeypatch):
+    """The float64 cluster solve is what keeps the bar: with MIXED_TOL so loose that nothing
+    counts as a cluster, a 1e12-spread Gram matrix's eigenvalues near the float32 noise floor
+    come out wrong by far more than LAPACK's error."""
+    w = matrix_with_spread(100, 200, 1e12, seed=4)
+    gram = (w @ w.T)[None]
+    ref = np.linalg.eigvalsh(gram)
+    good = spectra.eigvalsh(gram, np, "mixed")
+    monkeypatch.setattr(spectra, "MIXED_TOL", 1e30)
+    loose = spectra.eigvalsh(gram, np, "mixed")
+    assert np.max(np.abs(good - ref)) <= 1e-14 * ref.max()
+    assert np.max(np.abs(loose - ref)) > 1e-12 * ref.max()
+
+
+@pytest.mark.parametrize("k, band", [(37, 8), (64, 16), (40, 39), (5, 8)])
+def test_band_reduction_keeps_the_eigenvalues(k, band):
+    """Stage 1 of the two-stage route is an orthogonal similarity onto a band, whatever the
+    last panel's size (37 = 4 panels of 8 + 5; a band as wide as the matrix; a tiny matrix)."""
+    g = np.random.default_rng(k).standard_normal((k, 2 * k))
+    g = g @ g.T
+    lb = spectra._to_band(g, band, np)
+    assert lb.shape == (band + 1, k)
+    lam = scipy.linalg.eig_banded(lb, lower=True, eigvals_only=True)
+    assert np.max(np.abs(lam - np.linalg.eigvalsh(g))) <= 1e-12 * np.abs(lam).max()

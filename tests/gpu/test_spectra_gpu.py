@@ -57,7 +57,10 @@ def test_every_cupy_eigensolver_route_matches_numpy(route):
     if route == "torch":
         pytest.importorskip("torch")
     gram, ref = gram_stack(256, 512, 5)
-    lam = spectra.eigvalsh(cp.asarray(gram), cp, route)
+    try:
+        lam = spectra.eigvalsh(cp.asarray(gram), cp, route)
+    except spectra.RouteUnavailable as e:  # xsyev before CUDA 12.6
+        pytest.skip(str(e))
     assert isinstance(lam, cp.ndarray)
     assert np.max(np.abs(lam.get() - ref)) <= 1e-12 * ref.max()
 
