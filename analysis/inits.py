@@ -88,7 +88,8 @@ def initialiser(kind: str, seed: int, trained: dict, depths: dict, sigma2: float
     """An `init(model)` hook (tiny.train.train_run) that replaces each named parameter of
     `trained` {tensor name: (role, (out, in) trained matrix)} by draw(kind, ...), its
     standard-init value being the model's own. Each matrix draws from its own generator
-    seeded by (seed, kind, tensor name), so one matrix never depends on another's draw.
+    seeded by (seed, kind, tensor name), so one matrix never depends on another's draw; a
+    rescaled kind takes its kind's draw (the same matrix at another norm).
     depths: {role: toy depth}. None for the standard init (nothing to replace)."""
     if kind == STANDARD:
         return None
@@ -99,7 +100,7 @@ def initialiser(kind: str, seed: int, trained: dict, depths: dict, sigma2: float
         params = dict(model.named_parameters())
         for name, (role, w) in trained.items():
             p = params[name]
-            rng = np.random.default_rng(draw_seed(seed, kind, name))
+            rng = np.random.default_rng(draw_seed(seed, kind.removesuffix(RESCALED), name))  # rescaled: same draw
             new = draw(kind, w, p.detach().double().numpy(), rng, depths.get(role), sigma2)
             p.copy_(torch.from_numpy(new).to(p.dtype))
 

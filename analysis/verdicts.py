@@ -744,7 +744,8 @@ def _per_seed_area(curves: pd.DataFrame, grid) -> pd.DataFrame:
     """Per kind and seed: the mean loss over the steps of `grid` (the area under the loss
     curve per step: lower is faster on average). -> (kind, seed, value)"""
     g = curves[curves["step"].isin(list(grid))]
-    return g.groupby(["kind", "seed"], sort=False)["loss"].mean().rename("value").reset_index()
+    mean = g.groupby(["kind", "seed"], sort=False)["loss"].agg(lambda v: v.to_numpy().mean())  # NaN stays NaN
+    return mean.rename("value").reset_index()
 
 
 def init_faster(curves: pd.DataFrame, grid, level: float, standard: str = "standard") -> pd.DataFrame:
