@@ -339,7 +339,7 @@ def _init_folders(r) -> dict:
         suite, text = suite_folder(tiny, r.cfg["cache_dir"]), act.HELDOUT.read_text()
         out = {}
         for kind in inits.all_kinds():
-            extra = {"roles": r.cfg["roles"], "block": r.block}
+            extra = {"roles": r.cfg["roles"], "block": r.block, "inits": inits.INITS_VERSION}
             if kind.startswith("toy"):
                 extra.update(depths=depths, sigma2=sigma2)
             for seed in init["seeds"]:

@@ -17,6 +17,7 @@ import numpy as np
 from .baselines import draw_seed
 from .residual import product
 
+INITS_VERSION = 1  # bump when a draw changes: init runs are keyed by it
 KINDS = ("transplant", "shuffle", "toy")  # drawn from the trained weights; "standard" is the model's own
 STANDARD = "standard"
 RESCALED = "-rescaled"  # suffix: the same draw at the standard init's per-matrix Frobenius norm
