@@ -170,6 +170,8 @@ class Results:
     def key(self, name: str) -> dict:
         settings = {k: v for k, v in self.cfg.items() if k not in NOT_RESULTS}
         key = {"kind": "table", "name": name, "version": TABLES_VERSION, "settings": settings, "suite": self.suite}
+        if name.startswith("init_"):  # made from init runs: follow the init constructions too
+            key["inits_version"] = compute.inits.INITS_VERSION
         return {**key, "table_version": TABLE_VERSIONS[name]} if name in TABLE_VERSIONS else key
 
     def __getattr__(self, name):
