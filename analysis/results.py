@@ -26,7 +26,7 @@ TABLES_VERSION = 8  # 8: architecture verdicts; 7: the audit flags rank-1 tensor
 # Per-table versions on top of TABLES_VERSION: bumping one recomputes only that table.
 TABLE_VERSIONS = {"published_phase": 2, "published_verdicts": 2, "architecture_verdicts": 2}  # 2: paired TOST agree/differ, Holm
 CHAPTER_TABLES = {
-    "index": ("verdicts", "published_verdicts", "architecture_verdicts"),
+    "index": ("verdicts", "published_verdicts", "architecture_verdicts", "init_verdicts"),
     "weight-distribution": ("spectra", "measures", "draws", "verdicts"),
     "residual-paths": ("toy", "toy_curves", "toy_fit", "toy_depth", "effective_depths", "verdicts"),
     "depth-trends": ("spectra", "measures", "draws", "verdicts"),
@@ -36,6 +36,8 @@ CHAPTER_TABLES = {
     "pythia-published": ("published_audit", "weight_stats", "published_tail", "published_verdicts",
                          "published_slopes", "published_phase", "published_fidelity", "published_std"),
     "residual-architectures": ("architecture_runs", "architecture_verdicts", "architecture_blocks"),
+    "init-spectrum": ("toy_depth", "init_runs", "init_curves", "init_measures", "init_draws", "init_verdicts",
+                      "init_steps"),
 }
 # Tables only claim 4 (the treatment against the reference) reads: a build with no treatment
 # (runs.treatment empty) has nothing to put in them, and the activations would load whole models.
@@ -167,6 +169,8 @@ class Results:
     def key(self, name: str) -> dict:
         settings = {k: v for k, v in self.cfg.items() if k not in NOT_RESULTS}
         key = {"kind": "table", "name": name, "version": TABLES_VERSION, "settings": settings, "suite": self.suite}
+        if name.startswith("init_"):  # made from init runs: follow the init constructions too
+            key["inits_version"] = compute.inits.INITS_VERSION
         return {**key, "table_version": TABLE_VERSIONS[name]} if name in TABLE_VERSIONS else key
 
     def __getattr__(self, name):

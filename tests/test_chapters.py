@@ -29,7 +29,7 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     assert [p.name for p in written] == ["index.html", "report-weight-distribution.html", "report-residual-paths.html",
                                          "report-depth-trends.html", "report-pythia-published.html",
                                          "report-deduplication.html", "report-residual-architectures.html",
-                                         "report-methods.html", "report-audit.html"]
+                                         "report-init-spectrum.html", "report-methods.html", "report-audit.html"]
     index = (out / "index.html").read_text()
     assert all(f"<strong>{n}.</strong>" in index for n in (1, 2, 3, 4))  # every claim with computed tests
     assert re.search(r"Over all \d+ tested rows: \d+ hold", index) and "Traceback" not in index
@@ -66,6 +66,12 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     assert "<strong>6.</strong>" in index  # the preface's rows for the architecture comparison, one per claim
     assert all(f"claim {k}: the two wirings agree on its measures" in index for k in (1, 2, 3))
     assert re.search(r"\d+ agree / \d+ differ / \d+ undecided", index)
+    init = (out / "report-init-spectrum.html").read_text()
+    assert "Traceback" not in init and init.count("data:image/png;base64,") >= 2  # loss curves, shape
+    assert re.search(r"Of the 6 initialisations drawn from the learned weights, \d+ train faster", init)
+    assert "steps to the target" in init and "Welch df" in init and "times that seed spread" in init
+    assert re.search(r"non-Gaussian shape re-forms from the standard \(Gaussian\) init</em>: \d+ of 8", init)
+    assert "<strong>7.</strong>" in index and "trains faster than the standard init" in index
     audit = (out / "report-audit.html").read_text()
     assert "No step of the 18 audited is flagged" in audit
     assert re.search(r"\d+ of \d+ checks fail", audit) and "1.3b_attn_qkv_norm.npy" in audit

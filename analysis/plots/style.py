@@ -13,6 +13,17 @@ ROLE_LABELS = {"qkv": "attention QKV", "attn_out": "attention output", "mlp_in":
 TOY_COLOR = "0.35"
 # Block wirings compared (analysis.architectures), by label; any other label gets a grey.
 ARCH_COLORS = {"parallel": _palette[0], "sequential": _palette[3]}
+# Initialisations compared (analysis.inits): colour by what is drawn, dashed when rescaled to
+# the standard init's per-matrix Frobenius norm.
+INIT_COLORS = {"standard": "0.15", "transplant": _palette[0], "shuffle": _palette[2], "toy": _palette[3]}
+
+
+def init_style(kind: str) -> dict:
+    """Line keywords for an init kind ('transplant', 'transplant-rescaled', ...)."""
+    base = kind.removesuffix("-rescaled")
+    return {"color": INIT_COLORS.get(base, "0.5"), "linestyle": "--" if kind != base else "-"}
+
+
 # Line style by a run's declared role (analysis.runs), never by its name.
 RUN_STYLES = {"reference": {"linestyle": "-"}, "treatment": {"linestyle": "--"}, "replica": {"linestyle": ":"}}
 BAND_ALPHA = 0.2  # shaded noise bands (baseline draws, seeds, replicas)

@@ -169,7 +169,7 @@ def claims_markdown(summary: pd.DataFrame, claims: dict) -> str:
                      "measure": s["measure"], "effect": effect,
                      "reference run: interval, or value vs noise band": s.get("intervals", ""),
                      "rows: holds / does not / undecided": s["counts"] if isinstance(s.get("counts"), str) else
-                     f"{s['holds']} / {s['does not hold']} / {s['undecided']}",
+                     " / ".join(str(int(s[k])) for k in ("holds", "does not hold", "undecided")),  # ints, whatever else was concatenated
                      "verdict": f"**{s['verdict']}**"})
     return markdown(pd.DataFrame(rows))
 

@@ -95,18 +95,26 @@ def batch_offsets(n_tokens: int, cfg: dict, seed: int) -> np.ndarray:
     return (u * (n_tokens - cfg["seq_len"])).astype(np.int64)
 
 
-def train_run(name: str, tokens: np.ndarray, cfg: dict, spec: dict, vocab_size: int, out: Path) -> list[dict]:
+def train_run(name: str, tokens: np.ndarray, cfg: dict, spec: dict, vocab_size: int, out: Path | None,
+              init=None, data_seed: int | None = None, at_step=None) -> list[dict]:
     """Train one run, saving `out/step{N}/` at the checkpoint steps; returns the loss log.
 
     spec: {seed, arch} (layout.run_spec). The seed fixes the initial weights and the batch
     positions; nothing else draws randomness, so a run does not depend on what else the
-    process trained before it."""
+    process trained before it. Hooks for runs from other initialisations (inits.py):
+    `init(model)` changes the standard initialisation in place before training;
+    `data_seed` fixes the batch positions instead of the seed (one data order for runs
+    whose seeds differ); `at_step(step, model)` is called before each step and after the
+    last (no gradients are taken inside it); `out=None` saves no checkpoints."""
     seed = spec["seed"]
     transformers.utils.logging.disable_progress_bar()  # one bar: ours
     torch.set_num_threads(TORCH_THREADS)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(seed)
     model = GPTNeoXForCausalLM(model_config(cfg, vocab_size, spec["arch"]))
+    if init is not None:
+        with torch.no_grad():
+            init(model)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
@@ -115,14 +123,17 @@ def train_run(name: str, tokens: np.ndarray, cfg: dict, spec: dict, vocab_size: 
         betas=(0.9, 0.95),
     )
     save_at = set(checkpoint_steps(cfg["train_steps"], cfg["linear_every"]))
-    offsets = batch_offsets(len(tokens), cfg, seed)
+    offsets = batch_offsets(len(tokens), cfg, seed if data_seed is None else data_seed)
     window = np.arange(cfg["seq_len"])
     data = torch.from_numpy(tokens)
     log = []
     bar = tqdm(range(cfg["train_steps"] + 1), desc=f"train {name}", unit="step")
     for step in bar:
-        if step in save_at:
+        if step in save_at and out is not None:
             model.save_pretrained(out / f"step{step}", safe_serialization=True)
+        if at_step is not None:
+            with torch.no_grad():
+                at_step(step, model)
         if step == cfg["train_steps"]:
             break
         x = data[torch.from_numpy(offsets[step][:, None] + window)]  # (batch, seq_len)
