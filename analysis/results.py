@@ -38,7 +38,7 @@ CHAPTER_TABLES = {
     "residual-architectures": ("architecture_runs", "architecture_verdicts", "architecture_blocks"),
 }
 # Settings that do not change any number (where and how it is computed).
-NOT_RESULTS = ("cache_dir", "root", "profiles", "backend", "memory", "figures")
+NOT_RESULTS = ("cache_dir", "results_cache", "cluster", "root", "profiles", "backend", "memory", "figures")
 
 
 class Results:
@@ -46,7 +46,7 @@ class Results:
 
     def __init__(self, cfg: dict, progress: bool = False):
         self.cfg, self.progress = cfg, progress
-        self.store = Store(cfg["cache_dir"])
+        self.store = Store.of(cfg)
         self._tables = {}
         # Temporary read failures seen (offline, network): while there are any, no table is
         # cached, so a later good run never meets results shaped by them.
