@@ -12,6 +12,7 @@ while solving this one, or as one Dask task per unit on the `cluster` setting's 
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 
 from .backend import array_module, memory_budget
@@ -128,6 +129,11 @@ def solve(cfg: dict, runs: dict, units: list[dict], progress: bool = True) -> li
     bar = tqdm(total=todo, desc="spectra", unit="matrix", disable=not progress or not todo)
     moved = formats.bytes_read()
     budget = memory_budget(xp, cfg["memory"]["device_fraction"], int(cfg["memory"]["host_gib"] * 2**30))
+    # One BLAS thread: a record's bits then do not depend on the cores of whoever solves it (in
+    # this process or on any worker; with 2 threads 1 of 128 width-128 records differed in its
+    # last bits), and on the shared 2-core machine the job took 22 s instead of 210 s
+    # (benchmarks/results/scaling-cpu-2core.log). More cores: a cluster's workers.
+    blas = threadpool_limits(1, user_api="blas")
     try:  # an error ends the bar's line, so the error's own line stands alone
         for group, ws in prefetched(load, list(groups.values())):
             ids = [(j["run"], j["step"], j["block"], j["role"]) for j in group]
@@ -149,5 +155,6 @@ def solve(cfg: dict, runs: dict, units: list[dict], progress: bool = True) -> li
             bar.set_postfix_str(f"{(formats.bytes_read() - moved) / 1e6:.1f} MB read", refresh=False)
             bar.update(len(group))
     finally:
+        blas.restore_original_limits()
         bar.close()
     return solved
