@@ -131,8 +131,8 @@ def solve(cfg: dict, runs: dict, units: list[dict], progress: bool = True) -> li
     budget = memory_budget(xp, cfg["memory"]["device_fraction"], int(cfg["memory"]["host_gib"] * 2**30))
     # One BLAS thread: a record's bits then do not depend on the cores of whoever solves it (in
     # this process or on any worker; with 2 threads 1 of 128 width-128 records differed in its
-    # last bits), and on the shared 2-core machine the job took 22 s instead of 210 s
-    # (benchmarks/results/scaling-cpu-2core.log). More cores: a cluster's workers.
+    # last bits); and on the shared 2-core machine (load 8) that job of 128 width-128 matrices
+    # took 22 s instead of 210 s (measured once, 2026-12-05). More cores: a cluster's workers.
     blas = threadpool_limits(1, user_api="blas")
     try:  # an error ends the bar's line, so the error's own line stands alone
         for group, ws in prefetched(load, list(groups.values())):
