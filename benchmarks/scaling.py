@@ -134,7 +134,7 @@ def main(argv=None):
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     log("\nin-process / path > 1: the cluster is faster. Both clusters run on this machine's cores, which the "
-        "in-process path uses too (its BLAS threads, its read-ahead thread).")
+        "in-process path uses too (its read-ahead thread; the fake hub's server threads serve every path).")
     if args.log:
         args.log.write_text("\n".join(lines) + "\n")
 
