@@ -169,12 +169,13 @@ def load_model(run, ckpt):
     return checked_model(ckpt.folder, where), lambda t: tok.encode(t).ids
 
 
-def of_runs(runs: dict, steps: dict, cache_dir) -> list[dict]:
+def of_runs(runs: dict, steps: dict, cache) -> list[dict]:
     """[{run, step, hist, kurtosis, std}] for every run and its `steps`, each checkpoint's
-    histograms cached under its weights' content hash and the text."""
+    histograms cached under its weights' content hash and the text in the results cache at
+    `cache` (a path or fsspec URL)."""
     from .store import Store, key_digest
 
-    store, text, out = Store(cache_dir), HELDOUT.read_text(), []
+    store, text, out = Store(cache), HELDOUT.read_text(), []
     for name, run in runs.items():
         for step in steps[name]:
             ck = run.checkpoint(step)

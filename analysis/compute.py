@@ -23,12 +23,16 @@ def _audit(r):
     return audit.audit(r.runs, tensors_for)
 
 
-def _spectra(r):
-    """The configured block's matrices at every analysed step, and every block's at the
-    depth steps, every run, with their draws."""
+def spectra_plan(r) -> dict:
+    """{run: {step: [blocks]}}: the configured block at every analysed step, every block at
+    the depth steps."""
     every = list(range(r.n_layers))
-    plan = {name: {s: every if s in set(r.depth_steps[name]) else [r.block] for s in steps} for name, steps in r.steps.items()}
-    return extract.spectra(r.cfg, r.runs, plan, r.progress)
+    return {name: {s: every if s in set(r.depth_steps[name]) else [r.block] for s in steps} for name, steps in r.steps.items()}
+
+
+def _spectra(r):
+    """The matrices of spectra_plan, every run, with their draws."""
+    return extract.spectra(r.cfg, r.runs, spectra_plan(r), r.progress)
 
 
 def _once(r, name: str, make):
@@ -98,7 +102,7 @@ def _activation_steps(r, name) -> list[int]:
 
 def _activations(r):
     steps = {name: _activation_steps(r, name) for name in r.runs}
-    return act.of_runs(r.runs, steps, r.cfg["cache_dir"])
+    return act.of_runs(r.runs, steps, r.store.url)
 
 
 def _qkv_parts(r):

@@ -7,6 +7,7 @@ key by key, everything else (scalars, lists) is replaced.
 
 import copy
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -62,6 +63,16 @@ DEFAULTS = {
         "alike_margin": 0.25,  # "alike": treatment-reference difference at most (1 + margin) x replica-reference
     },
     "cache_dir": ".cache",  # relative to the project root; ANALYSIS_CACHE_DIR overrides
+    # Where the results cache (records and tables, under results/) lives: null = cache_dir; else a
+    # path or an fsspec URL every worker can reach (file://, s3://bucket/dir with s3fs, gs:// with
+    # gcsfs; memory:// is one process's: in-process or a threads-only local cluster). Checkpoints,
+    # the tensor cache and the tiny suite stay under cache_dir, on each machine.
+    "results_cache": None,
+    # Where compute solves its (run, step) tasks: null = in this process; "local" = a Dask
+    # LocalCluster on this machine (LocalCUDACluster where dask_cuda and a GPU are), or a map
+    # {kind: local, workers: N, threads_per_worker: M, processes: true} (null: Dask's choice);
+    # or a running Dask scheduler's address "tcp://host:port" (e.g. one dask-jobqueue started).
+    "cluster": None,
     "figures": {
         "bins": 40,
         "fps": 3,
@@ -291,8 +302,32 @@ def _validate_architectures(cfg: dict) -> None:
                               "analysis.architectures, not through run roles")
 
 
+CLUSTER_KEYS = {"kind", "workers", "threads_per_worker", "processes"}
+CLUSTER_FORMS = ("null, 'local', a scheduler address 'tcp://host:port' or {kind: local, workers: N, "
+                 "threads_per_worker: M, processes: true|false}")
+
+
+def _validate_cluster(cfg: dict) -> None:
+    c, cache = cfg["cluster"], cfg["results_cache"]
+    if isinstance(c, dict):
+        counts_ok = all(c.get(k) is None or (_is_int(c[k]) and c[k] >= 1) for k in ("workers", "threads_per_worker"))
+        if not (c.get("kind") == "local" and set(c) <= CLUSTER_KEYS and counts_ok
+                and isinstance(c.get("processes", True), bool)):
+            raise ConfigError(f"analysis.cluster: expected {CLUSTER_FORMS}, got {c!r}")
+    elif not (c is None or c == "local" or (isinstance(c, str) and re.fullmatch(r"[a-z][a-z0-9+]*://\S+", c))):
+        raise ConfigError(f"analysis.cluster: expected {CLUSTER_FORMS}, got {c!r}")
+    if not (cache is None or (isinstance(cache, str) and cache)):
+        raise ConfigError(f"analysis.results_cache: expected null, a path or an fsspec URL, got {cache!r}")
+    separate = c is not None and not (isinstance(c, dict) and c.get("processes") is False)
+    if separate and isinstance(cache, str) and cache.startswith("memory://"):
+        raise ConfigError(f"analysis.results_cache: {cache!r} lives in one process's memory, but analysis.cluster "
+                          f"{c!r} computes in other processes; use a path or a shared URL (file://, s3://), or "
+                          "cluster {kind: local, processes: false}")
+
+
 def _validate(cfg: dict) -> None:
     _validate_runs(cfg["runs"])
+    _validate_cluster(cfg)
     _validate_tiny_runs(cfg["tiny"]["runs"])
     if cfg["suite"] == "tiny":
         missing = [n for n in run_roles(cfg) if n not in cfg["tiny"]["runs"]]
@@ -381,6 +416,8 @@ def load(profile=None, root=None) -> dict:
     _validate(cfg)
     cache = os.environ.get("ANALYSIS_CACHE_DIR") or cfg["cache_dir"]
     cfg["cache_dir"] = str((root / cache).resolve())
+    if cfg["results_cache"] and "://" not in cfg["results_cache"]:  # a URL is every worker's; a path is the root's
+        cfg["results_cache"] = str((root / cfg["results_cache"]).resolve())
     cfg["root"] = str(root)
     cfg["profiles"] = active_profiles(profile)
     return cfg

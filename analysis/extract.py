@@ -2,22 +2,26 @@
 and cached one record per matrix.
 
 A record is keyed by the weights' content hash, the tensor, the draw settings and the
-matrix's identity (run, step, block, role), which also seeds its draws. Reading the next
-batch (disk or network) overlaps solving this one.
+matrix's identity (run, step, block, role), which also seeds its draws. The unit of work is
+one checkpoint (run, step): its missing records read by range, solved and written to the
+results cache (`solve`). It runs in this process, reading the next batch (disk or network)
+while solving this one, or as one Dask task per unit on the `cluster` setting's workers
+(`solve_task`): the same function either way, so records are the same bits.
 """
 
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 
 from .backend import array_module, memory_budget
 from .baselines import KINDS, with_draws
-from .checkpoints import CheckpointError, formats
+from .checkpoints import CheckpointError, formats, open_runs
 from .measures import unmeasurable
 from .store import Store, key_digest
 
-SPECTRUM_VERSION = 4  # 4: `draws` independent draws per kind, seeded per matrix
+SPECTRUM_VERSION = 5  # 4: `draws` independent draws per kind, seeded per matrix; 5: one BLAS thread a solve (same bits on any worker)
 
 
 def spectrum_key(ckpt, run: str, step: int, role: str, block: int, cfg: dict) -> dict:
@@ -40,29 +44,76 @@ def prefetched(load, items):
 
 def spectra(cfg: dict, runs: dict, plan: dict, progress: bool = True) -> list[dict]:
     """Records {run, step, block, role, sv, gaussian: (draws, k), logistic, shuffled, fits,
-    kurtosis, std, rows, cols, key} for plan: {run name: {step: [blocks]}}, in plan order.
-    Missing ones are solved a (run, step, role) batch at a time: a role's blocks share a
-    shape, so they and their draws go through one batched eigensolve."""
-    store, xp = Store(cfg["cache_dir"]), array_module(cfg["backend"])
+    kurtosis, std, rows, cols, key} for plan: {run name: {step: [blocks]}}, in plan order;
+    the missing ones solved first (solve_missing)."""
+    jobs = jobs_of(cfg, runs, plan)
+    solve_missing(cfg, runs, jobs, progress)
+    store = Store.of(cfg)
+    return [{**{k: j[k] for k in ("run", "step", "block", "role")}, **store.get(j["key"]), "key": key_digest(j["key"])}
+            for j in jobs]
+
+
+def jobs_of(cfg: dict, runs: dict, plan: dict) -> list[dict]:
+    """One {run, step, block, role, key} per matrix of plan, in plan order."""
     jobs = []
     for name, steps in plan.items():
         for step, blocks in steps.items():
             ckpt = runs[name].checkpoint(step)
             for block in blocks:
-                for role in cfg["roles"]:
-                    jobs.append({"run": name, "step": step, "block": block, "role": role, "ckpt": ckpt,
-                                 "key": spectrum_key(ckpt, name, step, role, block, cfg)})
+                jobs += [{"run": name, "step": step, "block": block, "role": role,
+                          "key": spectrum_key(ckpt, name, step, role, block, cfg)} for role in cfg["roles"]]
+    return jobs
+
+
+def solve_missing(cfg: dict, runs: dict, jobs: list[dict], progress: bool = True) -> list[int]:
+    """Solve the jobs not yet in the results cache, one unit per checkpoint: in this process,
+    or one Dask task per unit where `cluster` is set. -> matrices solved per unit (no unit,
+    and no cluster started, when everything is cached)."""
+    store, units = Store.of(cfg), {}
+    for j in jobs:
+        if not store.has(j["key"]):
+            unit = units.setdefault((j["run"], j["step"]), {"run": j["run"], "step": j["step"], "jobs": []})
+            unit["jobs"].append({k: j[k] for k in ("block", "role", "key")})
+    units = list(units.values())
+    if not units or not cfg.get("cluster"):
+        return solve(cfg, runs, units, progress)
+    from . import cluster
+
+    return cluster.run(cfg["cluster"], cfg["backend"], solve_task, [(cfg, u) for u in units], progress, "spectra")
+
+
+_OPENED = {}  # settings digest -> opened runs, once per worker process
+
+
+def solve_task(cfg: dict, unit: dict) -> int:
+    """One Dask task: `solve` for one unit, the runs opened from the settings once per worker
+    process. -> matrices solved (0 when a resubmitted or retried task finds them all stored)."""
+    digest = key_digest(cfg)
+    if digest not in _OPENED:
+        _OPENED[digest] = open_runs(cfg)
+    return solve(cfg, _OPENED[digest], [unit], progress=False)[0]
+
+
+def solve(cfg: dict, runs: dict, units: list[dict], progress: bool = True) -> list[int]:
+    """Read, solve and store the records of units [{run, step, jobs: [{block, role, key}]}],
+    skipping a job whose record is stored (so a unit done twice writes nothing twice). A
+    (run, step, role) batch at a time: a role's blocks share a shape, so they and their draws
+    go through one batched eigensolve. -> matrices solved per unit"""
+    store, xp = Store.of(cfg), array_module(cfg["backend"])
     groups = {}
-    for j in (j for j in jobs if not store.has(j["key"])):
-        groups.setdefault((j["run"], j["step"], j["role"]), []).append(j)
+    for i, u in enumerate(units):
+        ckpt = runs[u["run"]].checkpoint(u["step"])
+        for j in u["jobs"]:
+            if not store.has(j["key"]):
+                groups.setdefault((i, j["role"]), []).append({**j, "run": u["run"], "step": u["step"], "ckpt": ckpt, "unit": i})
     # A checkpoint's missing matrices are read together on its first group (coalesced,
     # concurrent ranges: a few requests per checkpoint instead of one per matrix).
     wanted = {}
     for g in groups.values():
-        wanted.setdefault((g[0]["run"], g[0]["step"]), []).extend((j["role"], j["block"]) for j in g)
+        wanted.setdefault(g[0]["unit"], []).extend((j["role"], j["block"]) for j in g)
 
     def load(g):
-        pairs = wanted.pop((g[0]["run"], g[0]["step"]), None)
+        pairs = wanted.pop(g[0]["unit"], None)
         if pairs:
             g[0]["ckpt"].prefetch(pairs)
         ws = [j["ckpt"].matrix(j["role"], j["block"]) for j in g]
@@ -73,10 +124,16 @@ def spectra(cfg: dict, runs: dict, plan: dict, progress: bool = True) -> list[di
                                   f"{g[0]['block']} {ws[0].shape}; expected every block's {odd['role']} to share a shape")
         return np.stack(ws)
 
+    solved = [0] * len(units)
     todo = sum(len(g) for g in groups.values())
     bar = tqdm(total=todo, desc="spectra", unit="matrix", disable=not progress or not todo)
     moved = formats.bytes_read()
     budget = memory_budget(xp, cfg["memory"]["device_fraction"], int(cfg["memory"]["host_gib"] * 2**30))
+    # One BLAS thread: a record's bits then do not depend on the cores of whoever solves it (in
+    # this process or on any worker; with 2 threads 1 of 128 width-128 records differed in its
+    # last bits); and on the shared 2-core machine (load 8) that job of 128 width-128 matrices
+    # took 22 s instead of 210 s (measured once, 2026-12-05). More cores: a cluster's workers.
+    blas = threadpool_limits(1, user_api="blas")
     try:  # an error ends the bar's line, so the error's own line stands alone
         for group, ws in prefetched(load, list(groups.values())):
             ids = [(j["run"], j["step"], j["block"], j["role"]) for j in group]
@@ -94,9 +151,10 @@ def spectra(cfg: dict, runs: dict, plan: dict, progress: bool = True) -> list[di
                 if why:  # its alpha would be NaN (or a fit to rounding noise) in measures and draws
                     raise CheckpointError(f"{where}: tensor {job['key']['tensor']!r} has {why}")
                 store.put(job["key"], rec)
+            solved[group[0]["unit"]] += len(group)
             bar.set_postfix_str(f"{(formats.bytes_read() - moved) / 1e6:.1f} MB read", refresh=False)
             bar.update(len(group))
     finally:
+        blas.restore_original_limits()
         bar.close()
-    return [{**{k: j[k] for k in ("run", "step", "block", "role")}, **store.get(j["key"]), "key": key_digest(j["key"])}
-            for j in jobs]
+    return solved

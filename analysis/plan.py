@@ -152,7 +152,7 @@ class OpenedRun:
         t = ck.architecture.transposed
         shape = (sum(meta[n]["shape"][1 if t else 0] for n in names), first[0] if t else first[1])
         size = sum(x["nbytes"] for x in meta.values())
-        self.store = self.store or Store(cfg["cache_dir"])
+        self.store = self.store or Store.of(cfg)
         solved = self.store.has(spectrum_key(ck, self.name, step, role, block, cfg))
         held = solved or all(x["cached"] for x in meta.values())
         return {"shape": shape, "bytes": size, "cached bytes": size if held else 0, "solved": solved}

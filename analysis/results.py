@@ -44,7 +44,7 @@ CHAPTER_TABLES = {
 NEEDS_TREATMENT = ("diverged", "activations")
 # Settings that do not change any number (where and how it is computed). `sizes`: each size is
 # a view of its own (Results.size), keyed by its own runs; the configured `runs` never read it.
-NOT_RESULTS = ("cache_dir", "root", "profiles", "backend", "memory", "figures", "sizes")
+NOT_RESULTS = ("cache_dir", "results_cache", "cluster", "root", "profiles", "backend", "memory", "figures", "sizes")
 # What `compute` fills for each size of `analysis.sizes` (report/scale.qmd reads these).
 SIZE_TABLES = ("spectra", "measures", "draws", "verdicts")
 
@@ -54,7 +54,7 @@ class Results:
 
     def __init__(self, cfg: dict, progress: bool = False):
         self.cfg, self.progress = cfg, progress
-        self.store = Store(cfg["cache_dir"])
+        self.store = Store.of(cfg)
         self._tables = {}
         # Temporary read failures seen (offline, network): while there are any, no table is
         # cached, so a later good run never meets results shaped by them.
