@@ -60,13 +60,19 @@ def smoke_suite(corpus_cache, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smoke_preview(corpus_cache, tmp_path_factory):
+def preview_cache(corpus_cache, tmp_path_factory) -> Path:
+    """The cache the smoke preview trains its suite in (other previews of the smoke suite reuse it)."""
+    return fresh_cache(corpus_cache, tmp_path_factory.mktemp("preview-cache"))
+
+
+@pytest.fixture(scope="session")
+def smoke_preview(preview_cache, tmp_path_factory):
     """Every chapter executed through Jupyter on the smoke suite: (preview folder, figures folder)."""
     import os
 
     from analysis import report
 
-    cache = fresh_cache(corpus_cache, tmp_path_factory.mktemp("preview-cache"))
+    cache = preview_cache
     figures = ROOT / "report" / "figures" / "smoke"
     shutil.rmtree(figures, ignore_errors=True)
     before = os.environ.get("ANALYSIS_CACHE_DIR")

@@ -81,4 +81,33 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
         assert frames == 6  # one frame per checkpoint of the smoke suite
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("replicas", [["raw-seed2"], []], ids=["replica-only", "reference-alone"])
+def test_every_chapter_executes_without_a_treatment(replicas, smoke_preview, preview_cache, tmp_path, monkeypatch):
+    """The crfm (replicas, no treatment) and olmo (reference alone) builds' shapes, on the
+    smoke suite: every chapter runs, claim 4 is absent from the preface, and the
+    deduplication chapter says why instead of failing."""
+    import shutil
+
+    import yaml
+
+    root = tmp_path / "project"
+    (root / "report").mkdir(parents=True)
+    for f in ("_quarto.yml", "_quarto-smoke.yml", "index.qmd", *(p.relative_to(ROOT) for p in ROOT.glob("report/*.qmd"))):
+        shutil.copy(ROOT / f, root / f)
+    runs = {"reference": "raw", "treatment": None, "replicas": replicas}
+    (root / "_quarto-alone.yml").write_text(yaml.safe_dump({"analysis": {"runs": runs}}))
+    monkeypatch.setenv("ANALYSIS_CACHE_DIR", str(preview_cache))  # the smoke suite, trained once
+    written = report.preview(root, profile="alone,smoke", out=tmp_path / "out")
+    assert len(written) == len(smoke_preview[2])  # the same chapters as the full build
+    pages = {p.name: p.read_text() for p in written}
+    for name, html in pages.items():  # a failing cell stops preview; a caught one would print this
+        assert "Traceback" not in html, name
+    index, dd = pages["index.html"], pages["report-deduplication.html"]
+    assert "<strong>4.</strong>" not in index and "<strong>1.</strong>" in index
+    assert "declares no treatment run" in dd and "the treatment differs from the reference <strong>" not in dd
+    # Reference against its replicas is still reported where there are replicas.
+    assert ("agree between the reference and the replica in" in dd) == bool(replicas)
+
+
 # Quarto itself (profiles, both formats, widths, the PDF): tests/test_quarto_book.py.

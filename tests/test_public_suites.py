@@ -119,9 +119,11 @@ def test_olmo_rules_take_the_documented_names_and_leave_other_stages_out():
                                 rule_for("allenai/OLMo-2-0425-1B", "olmo2-stage1"))
     assert {s: b["branch"] for s, b in olmo2.items()} == {0: "stage1-step0-tokens0B", 1000: "stage1-step1000-tokens5B",
                                                            19000: "stage1-step19000-tokens80B"}
-    # Why OLMo 2 needs its own setting: the owner's rule would take the one unprefixed branch only.
+    # Why OLMo 2 needs its own rule: OLMo 1's would take the one unprefixed branch only; auto
+    # picks stage 1 for OLMo-2 repos.
     assert sorted(steps_from_branches([{"name": n, "target_commit": n} for n in OLMO2_BRANCHES],
-                                      rule_for("allenai/OLMo-2-0425-1B"))) == [150]
+                                      rule_for("allenai/OLMo-2-0425-1B", "olmo"))) == [150]
+    assert rule_for("allenai/OLMo-2-0425-1B") == SUITE_RULES["olmo2-stage1"] != rule_for("allenai/OLMo-1B-hf")
 
 
 def test_two_branches_naming_one_step_are_an_error_naming_both():

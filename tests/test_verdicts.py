@@ -66,7 +66,9 @@ def test_claim1_logistic_is_never_counted_as_a_second_piece_of_evidence():
 
 @pytest.mark.parametrize("curve,expected", [
     (RISING_EARLY, iv.HOLDS),
-    ({0: 0.0, 10: 0.0, 20: 0.0, 100: 0.6}, iv.FAILS),  # forms at the end
+    ({0: 0.0, 10: 0.0, 30: 0.0, 100: 0.6}, iv.FAILS),  # short of half-way at 30% > 25%: forms late
+    ({0: 0.0, 10: 0.0, 20: 0.0, 100: 0.6}, iv.UNDECIDED),  # the gap 20%..100% straddles the 25% limit
+    ({0: 0.0, 10: 0.0, 25: 0.0, 100: 0.6}, iv.FAILS),  # still short at the limit itself
     ({0: 0.0, 10: 0.6, 20: 0.0, 100: 0.6}, iv.FAILS),  # forms early, falls back beyond noise
     ({0: 0.0, 10: 0.0, 20: 0.0, 100: 0.0}, iv.UNDECIDED),  # never leaves the noise
 ])

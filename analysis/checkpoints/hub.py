@@ -61,9 +61,13 @@ REFS_MAX_AGE_S = 24 * 3600
 
 def rule_for(repo: str, revisions: str = "auto") -> str:
     """The branch regex of setting `analysis.revisions` (a SUITE_RULES name, or "auto": the
-    rule of the repo's owner, Pythia's for an owner not in ORG_RULES)."""
-    name = ORG_RULES.get(repo.split("/")[0], "pythia") if revisions == "auto" else revisions
-    return SUITE_RULES[name]
+    rule of the repo's owner, Pythia's for an owner not in ORG_RULES; OLMo 2's stage 1 for
+    allenai/OLMo-2-*, whose branches the OLMo 1 rule would mostly miss)."""
+    if revisions != "auto":
+        return SUITE_RULES[revisions]
+    if repo.lower().startswith("allenai/olmo-2-"):
+        return SUITE_RULES["olmo2-stage1"]
+    return SUITE_RULES[ORG_RULES.get(repo.split("/")[0], "pythia")]
 
 
 def steps_from_branches(branches: list[dict], rule: str, repo: str = "") -> dict[int, dict]:
@@ -98,7 +102,9 @@ class HubRun:
         self.main_commit = next((b["target_commit"] for b in refs if b["name"] == "main"), None)
         self.branches = steps_from_branches(refs, self.rule, repo)
         if not self.branches:
-            raise CheckpointError(f"{repo}: no branch matches the revision rule {self.rule!r}")
+            raise CheckpointError(f"{repo}: no branch matches the revision rule {self.rule!r}; expected "
+                                  f"branches named as setting analysis.revisions says (one of {', '.join(SUITE_RULES)}, "
+                                  f"or auto: by the repo's owner)")
         bad = {r.lower(): steps for r, steps in (KNOWN_BAD_STEPS if known_bad is None else known_bad).items()}
         # {step: why} for branches that exist but are known to be wrong; not among `steps`.
         self.left_out = {s: why for s, why in bad.get(repo.lower(), {}).items() if s in self.branches}
