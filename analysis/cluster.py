@@ -10,6 +10,9 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
+WORKER_WAIT_S = 120  # how long a scheduler named by address may take to have a worker
+CONNECT_TIMEOUT = "30s"  # and to answer at all
+
 
 def _gpu_workers(backend: str) -> bool:
     """Whether a local cluster should be one worker per GPU: dask_cuda installed and CuPy able
@@ -32,7 +35,15 @@ def client(setting, backend: str = "auto"):
     from distributed import Client, LocalCluster
 
     if isinstance(setting, str) and setting != "local":
-        with Client(setting) as c:
+        from .config import ConfigError
+
+        try:
+            c = Client(setting, timeout=CONNECT_TIMEOUT)
+            c.wait_for_workers(1, timeout=WORKER_WAIT_S)  # a scheduler with no worker would leave the bar at 0
+        except (OSError, TimeoutError) as e:
+            raise ConfigError(f"analysis.cluster: cannot use the scheduler at {setting!r} ({type(e).__name__}: {e}); "
+                              f"expected a running scheduler with at least one worker within {WORKER_WAIT_S} s") from e
+        with c:
             yield c
         return
     opts = {} if setting == "local" else setting
@@ -49,17 +60,20 @@ def client(setting, backend: str = "auto"):
         yield c
 
 
-def run(setting, backend: str, fn, tasks: list[tuple], progress: bool = True, desc: str = "tasks") -> list:
+def run(setting, backend: str, fn, tasks: list[tuple], progress: bool = True, desc: str = "tasks",
+        names: list[str] | None = None) -> list:
     """fn(*args) for each args in `tasks` on the cluster -> their results, in task order. A bar
-    counts finished tasks; the dashboard's address is printed first. A task's error is raised
-    here (its type kept) and the tasks still queued are cancelled."""
+    counts finished tasks; the dashboard's address is printed first. `names`: one per task,
+    the task keys the dashboard and Dask's errors (e.g. KilledWorker) show. A task's error is
+    raised here (its type kept); closing the client then drops the tasks still queued."""
     from distributed import as_completed
 
     with client(setting, backend) as c:
         if progress:
             print(f"Dask dashboard: {c.dashboard_link} ({len(c.scheduler_info()['workers'])} workers)", file=sys.stderr)
         # pure=False: each submission runs (an idempotent task finds its records and returns 0)
-        futures = c.map(fn, *zip(*tasks), pure=False) if tasks else []
+        keys = None if names is None else [f"{n} #{i}" for i, n in enumerate(names)]  # unique, readable
+        futures = c.map(fn, *zip(*tasks), key=keys, pure=False) if tasks else []
         with tqdm(total=len(futures), desc=desc, unit="task", disable=not progress) as bar:
             for done in as_completed(futures):
                 done.result()  # raises the task's error

@@ -353,6 +353,9 @@ def _validate(cfg: dict) -> None:
     for k in ("train_steps", "batch_size", "eval_every", "eval_rows"):
         if not (_is_int(i[k]) and i[k] >= 1):
             raise ConfigError(f"analysis.init.{k}: expected a positive integer, got {i[k]!r}")
+    if i["eval_every"] > i["train_steps"]:
+        raise ConfigError(f"analysis.init.eval_every: expected at most init.train_steps ({i['train_steps']}): the "
+                          f"verdict averages the loss over the steps every eval_every, got {i['eval_every']!r}")
     if not (_is_int(i["warmup_steps"]) and 0 < i["warmup_steps"] < i["train_steps"]):
         raise ConfigError(f"analysis.init.warmup_steps: expected an integer in [1, init.train_steps), "
                           f"got {i['warmup_steps']!r}")

@@ -9,10 +9,12 @@ while solving this one, or as one Dask task per unit on the `cluster` setting's 
 (`solve_task`): the same function either way, so records are the same bits.
 """
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 
 from .backend import array_module, memory_budget
@@ -79,7 +81,16 @@ def solve_missing(cfg: dict, runs: dict, jobs: list[dict], progress: bool = True
         return solve(cfg, runs, units, progress)
     from . import cluster
 
-    return cluster.run(cfg["cluster"], cfg["backend"], solve_task, [(cfg, u) for u in units], progress, "spectra")
+    solved = cluster.run(cfg["cluster"], cfg["backend"], solve_task, [(cfg, u) for u in units], progress, "spectra",
+                         [f"spectra {u['run']} step {u['step']}" for u in units])
+    lost = [j for u in units for j in u["jobs"] if not store.has(j["key"])]
+    if lost:  # workers wrote where this process cannot read
+        from .config import ConfigError
+
+        raise ConfigError(f"analysis.results_cache: the cluster's tasks finished but {len(lost)} of their records are "
+                          f"not in {store.url} as this process sees it; expected a results cache every worker and this "
+                          "process share (a shared path or an fsspec URL such as s3://bucket/study)")
+    return solved
 
 
 _OPENED = {}  # settings digest -> opened runs, once per worker process
@@ -103,6 +114,12 @@ def solve(cfg: dict, runs: dict, units: list[dict], progress: bool = True) -> li
     groups = {}
     for i, u in enumerate(units):
         ckpt = runs[u["run"]].checkpoint(u["step"])
+        wrong = {j["key"]["weights"] for j in u["jobs"]} - {ckpt.content_hash}
+        if wrong:  # a worker that sees other weights than the driver keyed would file them under its key
+            raise CheckpointError(f"run {u['run']!r} step {u['step']}: the weights read here hash to "
+                                  f"{ckpt.content_hash}, the records asked for are keyed by {', '.join(sorted(wrong))}; "
+                                  "expected every worker to read the same checkpoint as the process that planned the job "
+                                  "(same folder contents or hub commit)")
         for j in u["jobs"]:
             if not store.has(j["key"]):
                 groups.setdefault((i, j["role"]), []).append({**j, "run": u["run"], "step": u["step"], "ckpt": ckpt, "unit": i})
@@ -133,8 +150,7 @@ def solve(cfg: dict, runs: dict, units: list[dict], progress: bool = True) -> li
     # this process or on any worker; with 2 threads 1 of 128 width-128 records differed in its
     # last bits); and on the shared 2-core machine (load 8) that job of 128 width-128 matrices
     # took 22 s instead of 210 s (measured once, 2026-12-05). More cores: a cluster's workers.
-    blas = threadpool_limits(1, user_api="blas")
-    try:  # an error ends the bar's line, so the error's own line stands alone
+    with one_blas_thread(), bar:  # an error ends the bar's line, so the error's own line stands alone
         for group, ws in prefetched(load, list(groups.values())):
             ids = [(j["run"], j["step"], j["block"], j["role"]) for j in group]
             for job, rec in zip(group, with_draws(ws, ids, cfg["seed"], cfg["verdicts"]["draws"], xp, budget)):
@@ -154,7 +170,31 @@ def solve(cfg: dict, runs: dict, units: list[dict], progress: bool = True) -> li
             solved[group[0]["unit"]] += len(group)
             bar.set_postfix_str(f"{(formats.bytes_read() - moved) / 1e6:.1f} MB read", refresh=False)
             bar.update(len(group))
-    finally:
-        blas.restore_original_limits()
-        bar.close()
     return solved
+
+
+_BLAS = {"users": 0, "limit": None, "lock": threading.Lock()}
+
+
+@contextmanager
+def one_blas_thread():
+    """BLAS limited to one thread while any solve in this process runs. OpenBLAS's thread count
+    is one process-wide number, so threads solving side by side (a threads-only cluster) share
+    one limit, set by the first and restored by the last; checked, since a BLAS that ignores
+    the limit would break the records' same-bits-anywhere promise silently."""
+    with _BLAS["lock"]:
+        if _BLAS["users"] == 0:
+            _BLAS["limit"] = threadpool_limits(1, user_api="blas")
+        _BLAS["users"] += 1
+    try:
+        busy = [f"{x['internal_api']} ({x['filepath']}): {x['num_threads']}" for x in threadpool_info()
+                if x["user_api"] == "blas" and x["num_threads"] != 1]
+        if busy:
+            raise RuntimeError(f"could not limit BLAS to one thread for the spectra ({'; '.join(busy)} threads); "
+                               "expected 1, which keeps every record's bits independent of where it is solved")
+        yield
+    finally:
+        with _BLAS["lock"]:
+            _BLAS["users"] -= 1
+            if _BLAS["users"] == 0:
+                _BLAS["limit"].restore_original_limits()

@@ -7,7 +7,9 @@ values) and a generator, and returns a new (out, in) float64 matrix:
   shuffle     the trained entries at random positions: the entry distribution without the
               spectrum's structure
   toy         the residual toy's end-to-end map at a given depth (residual.product), cut to
-              the matrix's shape and scaled to the trained matrix's Frobenius norm
+              the matrix's shape, turned by Haar-random rotations on both sides and scaled
+              to the trained matrix's Frobenius norm: the toy's spectrum, as transplant
+              keeps the trained one, without the identity's directions
 `rescaled` takes any of them to another matrix's Frobenius norm (the standard init's), which
 separates the shape of a distribution from its scale.
 """
@@ -17,7 +19,7 @@ import numpy as np
 from .baselines import draw_seed
 from .residual import product
 
-INITS_VERSION = 1  # bump when a draw changes: init runs are keyed by it
+INITS_VERSION = 2  # bump when a draw changes: init runs are keyed by it (2: toy draws rotated)
 KINDS = ("transplant", "shuffle", "toy")  # drawn from the trained weights; "standard" is the model's own
 STANDARD = "standard"
 RESCALED = "-rescaled"  # suffix: the same draw at the standard init's per-matrix Frobenius norm
@@ -53,10 +55,14 @@ def shuffle(w: np.ndarray, rng) -> np.ndarray:
 
 def toy(shape: tuple, depth: int, rng, sigma2: float = 1.0) -> np.ndarray:
     """The toy's M_L (width max(shape), `depth` blocks) restricted to min(shape) input
-    columns, as residual.effective_depth compares it with a matrix, laid out as (out, in)."""
+    columns, as residual.effective_depth compares it with a matrix, laid out as (out, in),
+    then Q_out M Q_inᵀ with Haar-random orthogonal Q: the same singular values, without
+    the identity block E[M_L] = I would otherwise put on the matrix's first rows (for qkv:
+    the first heads' projections)."""
     big, small = max(shape), min(shape)
     m = product(big, depth, rng, sigma2)[:, :small]  # (big, small)
-    return m if shape[0] >= shape[1] else m.T
+    m = m if shape[0] >= shape[1] else m.T
+    return haar_columns(shape[0], shape[0], rng) @ m @ haar_columns(shape[1], shape[1], rng).T
 
 
 def rescaled(w: np.ndarray, norm: float) -> np.ndarray:

@@ -12,7 +12,11 @@ times from an empty results cache (and, for the hub, an empty tensor cache), bes
 clusters are started before timing (their start-up is printed apart) and reached by their
 scheduler address, as `cluster: tcp://...` does.
 
-    python benchmarks/scaling.py [--repeat 2] [--latencies 0,0.05,0.2] [--log benchmarks/results/scaling-cpu-2core.log]
+`--default`: also the default build's job (every spectrum record of the tiny suite, which
+must be trained: `make train-tiny`) in-process against `cluster: local`, the setting itself
+(Dask's default LocalCluster for this machine, started inside the job and timed with it).
+
+    python benchmarks/scaling.py [--repeat 2] [--latencies 0,0.05,0.2] [--default] [--log benchmarks/results/scaling-cpu-2core.log]
 """
 
 import argparse
@@ -86,6 +90,8 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--latencies", default="0,0.05,0.2", help="fake hub seconds per answer, comma-separated")
     p.add_argument("--log", type=Path, default=None, help="also write the output here")
+    p.add_argument("--default", action="store_true", help="also the default suite, in-process against cluster: local")
+    p.add_argument("--only-default", action="store_true", help="the default suite's job alone")
     args = p.parse_args(argv)
     from distributed import Client, LocalCluster
 
@@ -108,7 +114,7 @@ def main(argv=None):
             point_client_at(hub.url)  # before the workers start: they inherit HF_ENDPOINT
             hub_suite(scratch / "hub", hub)
             paths, clusters = {"in-process": None}, []
-            for n in (1, 2):
+            for n in (() if args.only_default else (1, 2)):
                 start = time.perf_counter()
                 c = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
                 with Client(c) as client:
@@ -117,17 +123,22 @@ def main(argv=None):
                 paths[f"dask {n} worker{'s' * (n > 1)}"] = c.scheduler_address
                 clusters.append(c)
             try:
-                smoke = config.load(root=ROOT, profile="smoke")
-                from analysis.checkpoints.tiny.train import build
+                if args.default or args.only_default:
+                    default = config.load(root=ROOT)
+                    compare("default suite (tiny, trained; cluster: local started inside the job)", default,
+                            {"in-process": None, "cluster: local": "local"}, scratch, args.repeat, False, log)
+                if not args.only_default:
+                    smoke = config.load(root=ROOT, profile="smoke")
+                    from analysis.checkpoints.tiny.train import build
 
-                build(smoke["tiny"], Path(smoke["cache_dir"]))  # trained once, reused (not timed)
-                compare("smoke suite (tiny, from disk)", smoke, paths, scratch, args.repeat, False, log)
-                hub_cfg = {**config.load(root=ROOT), "suite": "hub", "backend": "numpy",
-                           "runs": {"reference": REPO, "treatment": None, "replicas": []}}
-                for latency in (float(x) for x in args.latencies.split(",")):
-                    hub.latency = latency
-                    compare(f"hub-shaped suite, fake hub at {latency * 1000:.0f} ms an answer", hub_cfg, paths, scratch,
-                            args.repeat, True, log)
+                    build(smoke["tiny"], Path(smoke["cache_dir"]))  # trained once, reused (not timed)
+                    compare("smoke suite (tiny, from disk)", smoke, paths, scratch, args.repeat, False, log)
+                    hub_cfg = {**config.load(root=ROOT), "suite": "hub", "backend": "numpy",
+                               "runs": {"reference": REPO, "treatment": None, "replicas": []}}
+                    for latency in (float(x) for x in args.latencies.split(",")):
+                        hub.latency = latency
+                        compare(f"hub-shaped suite, fake hub at {latency * 1000:.0f} ms an answer", hub_cfg, paths, scratch,
+                                args.repeat, True, log)
             finally:
                 for c in clusters:
                     c.close()

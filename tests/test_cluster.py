@@ -17,7 +17,7 @@ from analysis import compute, config, extract, results
 from analysis.cluster import run as run_on_cluster
 from analysis.config import ConfigError
 from analysis.store import Store
-from analysis.testing.fake_hub import FakeHub, point_client_at, restore_client
+from analysis.testing.fake_hub import FakeHub, client_on, point_client_at, restore_client
 
 from .conftest import ROOT, smoke_config
 from .test_hub import neox_folder
@@ -117,6 +117,54 @@ def test_writers_of_one_record_never_show_a_reader_half_a_file(tmp_path):
     reader.join()
     assert seen and all(seen)
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [Path(store.path(key)).name]  # no temp left
+
+
+def test_an_unreachable_scheduler_is_an_error_naming_the_setting(monkeypatch):
+    import analysis.cluster
+
+    monkeypatch.setattr(analysis.cluster, "CONNECT_TIMEOUT", "1s")
+    with pytest.raises(ConfigError, match=r"analysis\.cluster: cannot use the scheduler at 'tcp://127\.0\.0\.1:9'"):
+        run_on_cluster("tcp://127.0.0.1:9", "numpy", len, [("x",)], progress=False)
+
+
+def test_a_task_reading_other_weights_than_its_key_says_is_an_error(tmp_path):
+    """What a worker with another copy of a run's folder would do: refuse, not file its
+    spectra under the planner's key."""
+
+    class Ckpt:
+        content_hash = "b" * 16
+
+    class Run:
+        def checkpoint(self, step):
+            return Ckpt()
+
+    cfg = {**config.load(root=ROOT), "results_cache": str(tmp_path), "backend": "numpy"}
+    unit = {"run": "raw", "step": 4, "jobs": [{"block": 0, "role": "qkv", "key": {"kind": "spectrum", "weights": "a" * 16}}]}
+    with pytest.raises(extract.CheckpointError, match=r"run 'raw' step 4: the weights read here hash to b+, the records "
+                                                      r"asked for are keyed by a+"):
+        extract.solve(cfg, {"raw": Run()}, [unit], progress=False)
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+def test_blas_is_one_thread_inside_a_solve_and_restored_after():
+    from threadpoolctl import threadpool_info
+
+    blas = lambda: {x["num_threads"] for x in threadpool_info() if x["user_api"] == "blas"}  # noqa: E731
+    before = blas()
+    results_in = []
+
+    def solve_like():
+        with extract.one_blas_thread():
+            results_in.append(blas())
+            time.sleep(0.05)  # overlap the other thread's solve
+            results_in.append(blas())
+
+    threads = [threading.Thread(target=solve_like) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results_in and all(x == {1} for x in results_in) and blas() == before, (results_in, before, blas())
 
 
 # --- on a cluster -----------------------------------------------------------------------
@@ -221,14 +269,10 @@ def fake_hub_for(dask_cluster):
 @pytest.fixture(scope="module")
 def hub_in_process(hub_checkpoints, tmp_path_factory):
     """The hub suite's records and tables computed in this process (on a hub of its own)."""
-    with FakeHub() as hub:
-        old = point_client_at(hub.url)
-        try:
-            r = results.Results(hub_settings(hub_checkpoints, hub, tmp_path_factory.mktemp("hub-local")))
-            for name in TABLES:
-                getattr(r, name)
-        finally:
-            restore_client(old)
+    with FakeHub() as hub, client_on(hub.url):
+        r = results.Results(hub_settings(hub_checkpoints, hub, tmp_path_factory.mktemp("hub-local")))
+        for name in TABLES:
+            getattr(r, name)
     assert len(r.spectra) == 3 * len(HUB_STEPS) * 4 * 4  # every block at every step: few steps
     return r
 
@@ -260,8 +304,10 @@ def test_a_worker_killed_mid_job_and_the_job_still_finishes_identical(hub_in_pro
         folder = tmp_path / "results" / "spectrum"
         while not killed:
             done = sum(not p.name.startswith(".") for p in folder.rglob("*.npz")) if folder.exists() else 0
-            if done:
-                nanny = next(iter(dask_cluster.workers.values()))
+            # a worker holding a task right now: killing it makes Dask run that task again elsewhere
+            busy = {a for a, w in dask_cluster.scheduler.workers.items() if w.processing}
+            nanny = next((n for n in dask_cluster.workers.values() if n.worker_address in busy), None)
+            if done and nanny is not None:
                 killed.update(done=done, worker=nanny.worker_address)
                 os.kill(nanny.process.process.pid, signal.SIGKILL)
             time.sleep(0.02)

@@ -150,3 +150,16 @@ def test_architectures_are_declared_apart_from_run_roles_and_checked(tmp_path):
         load("  runs: {reference: raw, treatment: deduped, replicas: [raw-seed2, seq]}\n")
     with pytest.raises(config.ConfigError, match=r"analysis.tiny.runs.x: expected"):
         load("  tiny:\n    runs: {x: {data: raw, seed: 1, arch: gpt2}}\n  runs: {reference: x}\n")
+
+
+@pytest.mark.parametrize("init,match", [
+    ("{seeds: [1]}", r"analysis\.init\.seeds: expected a list of at least two different integers"),
+    ("{seeds: [1, 1]}", r"analysis\.init\.seeds"),
+    ("{eval_every: 0}", r"analysis\.init\.eval_every: expected a positive integer"),
+    ("{train_steps: 16, eval_every: 32, warmup_steps: 2}", r"analysis\.init\.eval_every: expected at most init\.train_steps \(16\)"),
+    ("{train_steps: 16, warmup_steps: 16}", r"analysis\.init\.warmup_steps: expected an integer in \[1, init\.train_steps\)"),
+])
+def test_bad_init_settings_are_errors_naming_the_setting(tmp_path, init, match):
+    (tmp_path / "_quarto.yml").write_text(f"analysis:\n  init: {init}\n")
+    with pytest.raises(config.ConfigError, match=match):
+        config.load(root=tmp_path, profile="")

@@ -19,7 +19,7 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 from analysis import activations
 from analysis.checkpoints import CheckpointError, TransientError, checkpoint, retry
 from analysis.checkpoints.hub import KNOWN_BAD_STEPS, SUITE_RULES, HubRun, rule_for, steps_from_branches
-from analysis.testing.fake_hub import FakeHub, point_client_at, restore_client
+from analysis.testing.fake_hub import FakeHub, client_on
 from analysis.testing.http_range_server import RangeServer
 
 from .test_formats import sample_tensors, write_folder
@@ -177,13 +177,8 @@ def neox_folder(folder, seed: int, kind: str, shards: int = 1, config=NEOX):
 
 @pytest.fixture()
 def fake_hub(tmp_path):
-    hub = FakeHub(page_size=3)  # small pages: the client must follow `Link` pagination
-    with hub:
-        old = point_client_at(hub.url)
-        try:
-            yield hub
-        finally:
-            restore_client(old)
+    with FakeHub(page_size=3) as hub, client_on(hub.url):  # small pages: the client must follow `Link` pagination
+        yield hub
 
 
 def matrices_of_block(ck, block):
@@ -235,13 +230,10 @@ def test_fresh_refs_cache_asks_nothing_and_an_unreachable_hub_falls_back_with_a_
     assert fake_hub.requests() == []  # a fresh branch list is not asked for again
     # Hub unreachable, HF_HUB_OFFLINE unset: a fully cached read still works, and says why.
     monkeypatch.setattr("analysis.checkpoints.hub.REFS_MAX_AGE_S", 0)
-    old = point_client_at("http://127.0.0.1:9")  # nothing listens on the discard port
-    try:
+    with client_on("http://127.0.0.1:9"):  # nothing listens on the discard port
         with pytest.warns(UserWarning, match="cannot list the repo's branches.*using the list cached"):
             run = HubRun("EleutherAI/pythia-tiny", cache)
         np.testing.assert_array_equal(run.checkpoint(0).matrix("qkv", 1), first)
-    finally:
-        restore_client(old)
 
 
 def test_activation_model_is_pinned_in_the_project_cache_and_asks_for_no_conversion(fake_hub, tmp_path, monkeypatch):

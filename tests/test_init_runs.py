@@ -36,16 +36,16 @@ def _train(setup, kind="standard", seed=1, init_fn=None, extra=None, source="abc
 
 def test_keys_follow_what_a_run_depends_on():
     tiny = smoke_settings()
-    key = init_runs.run_key(tiny, INIT, "abc", "standard", 1, {})
-    assert key == init_runs.run_key({**tiny, "runs": {}}, INIT, "abc", "standard", 1, {})  # the suite's runs do not matter
-    assert key == init_runs.run_key(tiny, {**INIT, "seeds": [1, 2, 3]}, "abc", "standard", 1, {})  # other seeds do not
-    others = [init_runs.run_key(tiny, INIT, "abd", "standard", 1, {}), init_runs.run_key(tiny, INIT, "abc", "shuffle", 1, {}),
-              init_runs.run_key(tiny, INIT, "abc", "standard", 2, {}),
-              init_runs.run_key(tiny, INIT, "abc", "standard", 1, {"depths": {"qkv": 3}}),
-              init_runs.run_key(tiny, {**INIT, "train_steps": 8}, "abc", "standard", 1, {}),
-              init_runs.run_key(tiny, {**INIT, "eval_rows": 3}, "abc", "standard", 1, {}),
-              init_runs.run_key({**tiny, "lr": 2e-3}, INIT, "abc", "standard", 1, {})]
-    assert len({key, *others}) == 1 + len(others)
+
+    def key(tiny=tiny, init=INIT, source="abc", kind="standard", seed=1, extra=None, text=TEXT, arch="parallel", data=7):
+        return init_runs.run_key(tiny, init, source, kind, seed, extra or {}, text, arch, data)
+
+    assert key() == key(tiny={**tiny, "runs": {}})  # the suite's runs do not matter
+    assert key() == key(init={**INIT, "seeds": [1, 2, 3]})  # other seeds do not
+    others = [key(source="abd"), key(kind="shuffle"), key(seed=2), key(extra={"depths": {"qkv": 3}}),
+              key(init={**INIT, "train_steps": 8}), key(init={**INIT, "eval_rows": 3}), key(tiny={**tiny, "lr": 2e-3}),
+              key(text=TEXT + "."), key(arch="sequential"), key(data=8)]
+    assert len({key(), *others}) == 1 + len(others)
 
 
 def test_a_run_records_losses_and_matrices_and_is_reused(setup, monkeypatch):

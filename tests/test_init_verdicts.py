@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
 from analysis import verdicts as vd
 
@@ -36,6 +37,35 @@ def test_faster_slower_and_within_noise_each_come_out():
     assert rows.loc["noisy", "resolution"] > 10 * rows.loc["fast", "resolution"]
 
 
+def test_holm_over_the_inits_and_the_family_verdict_each_way():
+    # One clearly faster init among several: it holds after the correction, and so does the family.
+    curves = _curves({"standard": (20, 5.0, 0.002), "fast": (8, 5.0, 0.002), "same": (20, 5.0, 0.002),
+                      "same2": (20, 5.0, 0.002)}, seeds=(1, 2, 3))
+    rows = vd.init_faster(curves, GRID, 0.95)
+    assert (rows["p_holm"] >= rows["p"]).all() and rows.set_index("run").loc["fast", "verdict"] == "holds"
+    assert vd.init_family(rows) == "holds"
+    slower = _curves({"standard": (20, 5.0, 0.002), "a": (40, 5.2, 0.002), "b": (40, 5.3, 0.002)})
+    assert vd.init_family(vd.init_faster(slower, GRID, 0.95)) == "does not hold"
+    mixed = _curves({"standard": (20, 5.0, 0.002), "a": (40, 5.2, 0.002), "n": (20, 5.0, 0.3)})
+    assert vd.init_family(vd.init_faster(mixed, GRID, 0.95)) == "undecided"
+
+
+def test_no_measured_spread_is_undecided_not_faster():
+    curves = _curves({"standard": (20, 5.0, 0.0), "fast": (8, 5.0, 0.0)})
+    curves["loss"] = curves["loss"].round(6)
+    (row,) = vd.init_faster(curves, GRID, 0.95).to_dict("records")
+    assert row["effect"] > 0 and row["verdict"] == "undecided" and "no spread" in row["detail"]
+
+
+def test_detectable_effect_has_the_stated_power():
+    assert vd.detectable(1.0, 1e6, 0.95) == pytest.approx(1.96 + 0.8416, rel=1e-3)  # the normal limit
+    d = vd.detectable(1.0, 2.0, 0.95)
+    t = scipy.stats.t.ppf(0.975, 2)
+    power = scipy.stats.nct.sf(t, 2, d) + scipy.stats.nct.cdf(-t, 2, d)
+    assert power == pytest.approx(0.8, abs=1e-6) and d > t + scipy.stats.t.ppf(0.8, 2)  # the shortcut understates it
+    assert np.isnan(vd.detectable(0.0, 2.0, 0.95))
+
+
 def test_the_same_init_as_the_standard_is_undecided():
     curves = _curves({"standard": (20, 5.0, 0.01), "same": (20, 5.0, 0.01)}, seeds=(1, 2, 3))
     assert vd.init_faster(curves, GRID, 0.95)["verdict"].tolist() == ["undecided"]
@@ -57,9 +87,10 @@ def test_steps_to_interpolates_and_says_when_never():
 def test_steps_to_target_table():
     curves = _curves({"standard": (20, 5.0, 0.002), "fast": (8, 5.0, 0.002), "slow": (40, 5.3, 0.002)})
     table, target = vd.init_steps(curves, 0.95)
-    std_final = curves[(curves.kind == "standard") & (curves.step == STEPS[-1])]["loss"].mean()
-    assert target == pytest.approx(std_final)
+    std_final = curves[(curves.kind == "standard") & (curves.step == STEPS[-1])]["loss"]
+    assert target == pytest.approx(std_final.max())  # every standard seed reaches it
     t = table.set_index("kind")
+    assert t.loc["standard", "reached"] == 2 and np.isfinite(t.loc["standard", "steps"])
     assert t.loc["fast", "reached"] == 2 and t.loc["fast", "steps"] < 40
     assert t.loc["fast", "low"] <= t.loc["fast", "steps"] <= t.loc["fast", "high"]
     assert t.loc["slow", "reached"] == 0 and np.isnan(t.loc["slow", "steps"])

@@ -75,11 +75,14 @@ def test_rescaled_is_the_same_draw_at_the_standard_norm():
 
 
 @pytest.mark.parametrize("shape", [(12, 5), (5, 12)])
-def test_toy_draws_are_the_toys_product_cut_to_the_matrix_shape(shape):
+def test_toy_draws_are_the_toys_product_cut_to_the_matrix_shape_and_turned(shape):
     t = inits.toy(shape, 3, np.random.default_rng(4))
     assert t.shape == shape
     m = product(12, 3, np.random.default_rng(4))[:, :5]
-    np.testing.assert_allclose(t, m if shape[0] > shape[1] else m.T)
+    # The toy's singular values, not its directions: E[M_L] = I would leave an identity block.
+    np.testing.assert_allclose(np.linalg.svd(t, compute_uv=False), np.linalg.svd(m, compute_uv=False), rtol=1e-10)
+    big = inits.toy((120, 60) if shape[0] > shape[1] else (60, 120), 1, np.random.default_rng(4))
+    assert abs(np.trace(big[:60, :60])) < 20  # unturned: about 60 (the identity's); turned: about ±1.4
 
 
 def test_toy_product_has_the_path_expansions_variance():

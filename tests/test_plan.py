@@ -134,22 +134,17 @@ def test_cli_prints_the_plan_and_one_line_errors(smoke, monkeypatch, capsys, tmp
 def hub_suite(tmp_path_factory):
     """The HUB_SIZES suite (two sizes of random-weight GPT-NeoX models) on a fake hub that the
     real huggingface_hub client talks to. -> (hub, settings on a fresh cache)"""
-    from analysis.testing.fake_hub import FakeHub, point_client_at, restore_client
+    from analysis.testing.fake_hub import FakeHub, client_on
 
-    hub = FakeHub()
-    with hub:
-        old = point_client_at(hub.url)
+    with FakeHub() as hub, client_on(hub.url):
+        serve_hub_suite(hub, tmp_path_factory.mktemp("hub-src"))
+        root = project_copy(tmp_path_factory.mktemp("hub-root"), "suite", hub_suite_settings())
+        os.environ["ANALYSIS_CACHE_DIR"] = str(tmp_path_factory.mktemp("hub-cache"))
         try:
-            serve_hub_suite(hub, tmp_path_factory.mktemp("hub-src"))
-            root = project_copy(tmp_path_factory.mktemp("hub-root"), "suite", hub_suite_settings())
-            os.environ["ANALYSIS_CACHE_DIR"] = str(tmp_path_factory.mktemp("hub-cache"))
-            try:
-                cfg = config.load(root=root, profile="suite")
-            finally:
-                os.environ.pop("ANALYSIS_CACHE_DIR")
-            yield hub, cfg
+            cfg = config.load(root=root, profile="suite")
         finally:
-            restore_client(old)
+            os.environ.pop("ANALYSIS_CACHE_DIR")
+        yield hub, cfg
 
 
 def test_plan_of_a_hub_suite_of_two_sizes_reads_metadata_only(hub_suite, monkeypatch):

@@ -23,7 +23,7 @@ from analysis import config
 from analysis.checkpoints import CheckpointError
 from analysis.checkpoints.hub import SUITE_RULES, HubRun, rule_for, steps_from_branches
 from analysis.checkpoints.suite import open_runs
-from analysis.testing.fake_hub import FakeHub, point_client_at, restore_client
+from analysis.testing.fake_hub import FakeHub, client_on
 
 from .conftest import ROOT
 
@@ -33,13 +33,8 @@ ROLES = ("qkv", "attn_out", "mlp_in", "mlp_out")
 
 @pytest.fixture()
 def fake_hub():
-    hub = FakeHub(page_size=4)
-    with hub:
-        old = point_client_at(hub.url)
-        try:
-            yield hub
-        finally:
-            restore_client(old)
+    with FakeHub(page_size=4) as hub, client_on(hub.url):
+        yield hub
 
 
 def gpt2_bin(folder: Path, seed: int) -> GPT2LMHeadModel:

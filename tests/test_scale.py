@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from analysis import config, report, results, scale
 from analysis.plots import scale as scale_plots
-from analysis.testing.fake_hub import FakeHub, point_client_at, restore_client
+from analysis.testing.fake_hub import FakeHub, client_on
 
 from .conftest import HUB_SIZES, HUB_STEPS, ROOT, hub_size_runs, hub_suite_settings, project_copy, serve_hub_suite
 
@@ -77,14 +77,9 @@ def test_scale_figure_shows_each_verdict_per_size_and_the_measure_against_parame
 
 @pytest.fixture(scope="module")
 def suite_root(tmp_path_factory):
-    hub = FakeHub()
-    with hub:
-        old = point_client_at(hub.url)
-        try:
-            serve_hub_suite(hub, tmp_path_factory.mktemp("hub-src"))
-            yield project_copy(tmp_path_factory.mktemp("suite-root"), "suite", hub_suite_settings())
-        finally:
-            restore_client(old)
+    with FakeHub() as hub, client_on(hub.url):
+        serve_hub_suite(hub, tmp_path_factory.mktemp("hub-src"))
+        yield project_copy(tmp_path_factory.mktemp("suite-root"), "suite", hub_suite_settings())
 
 
 @pytest.mark.slow

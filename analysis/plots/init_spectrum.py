@@ -83,6 +83,7 @@ def steps_frame(steps: pd.DataFrame, total: int) -> pd.DataFrame:
         reached = x.reached == x.seeds
         rows.append({"init": x.kind,
                      "steps to the target": f"{x.steps:.3g}" if reached and np.isfinite(x.steps) else f"> {total}",
-                     "interval": f"[{x.low:.3g}, {x.high:.3g}]" if reached and np.isfinite(x.low) else "—",
+                     # a step count is never negative: the t interval on two seeds can reach below 0
+                     "interval": f"[{max(x.low, 0):.3g}, {x.high:.3g}]" if reached and np.isfinite(x.low) else "—",
                      "seeds reaching it": f"{x.reached} of {x.seeds}", "per seed": x.per_seed})
     return pd.DataFrame(rows)

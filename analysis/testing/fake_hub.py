@@ -25,6 +25,7 @@ import os
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -323,3 +324,13 @@ def restore_client(old: dict) -> None:
         os.environ.pop("HF_ENDPOINT", None)
     else:
         os.environ["HF_ENDPOINT"] = old["env"]
+
+
+@contextmanager
+def client_on(url: str):
+    """The imported huggingface_hub pointed at `url` while the block runs, restored after."""
+    old = point_client_at(url)
+    try:
+        yield
+    finally:
+        restore_client(old)

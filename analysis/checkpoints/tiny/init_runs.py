@@ -11,6 +11,7 @@ last), so adding a kind or a seed trains only that run.
 """
 
 import functools
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -39,12 +40,15 @@ def matrix_steps(train_steps: int) -> list[int]:
     return checkpoint_steps(train_steps, train_steps)
 
 
-def run_key(tiny: dict, init: dict, source: str, kind: str, seed: int, extra: dict) -> str:
-    """Digest of what a run depends on: its training settings, the evaluation settings, the
-    source weights' content hash, the init kind and seed, `extra` (e.g. toy depths)."""
+def run_key(tiny: dict, init: dict, source: str, kind: str, seed: int, extra: dict, heldout_text: str,
+            arch: str, data_seed: int) -> str:
+    """Digest of what a run depends on: its training settings, the evaluation settings and
+    held-out text, the source weights' content hash, the architecture and data order, the
+    init kind and seed, `extra` (e.g. toy depths)."""
     return _digest({"version": INIT_RUNS_VERSION, "settings": run_settings(tiny, init),
-                    "eval": {k: init[k] for k in ("eval_every", "eval_rows")}, "source": source, "kind": kind,
-                    "seed": seed, "extra": extra})
+                    "eval": {k: init[k] for k in ("eval_every", "eval_rows")},
+                    "heldout": hashlib.sha256(heldout_text.encode()).hexdigest(), "source": source,
+                    "arch": arch, "data_seed": data_seed, "kind": kind, "seed": seed, "extra": extra})
 
 
 def heldout_rows(tok, text: str, seq_len: int, rows: int) -> np.ndarray:
@@ -67,7 +71,7 @@ def train(cache_dir, tiny: dict, init: dict, suite: Path, source: str, arch: str
     ("{step}/{role}": (out, in) float32), run.json (seconds, written last)."""
     from .train import _locked
 
-    key = run_key(tiny, init, source, kind, seed, extra)
+    key = run_key(tiny, init, source, kind, seed, extra, heldout_text, arch, data_seed)
     final = Path(cache_dir) / "tiny-suite" / "inits" / key
     return _locked(final, "run.json", lambda out: _make(out, tiny, init, suite, arch, data_seed, kind, seed, init_fn,
                                                          matrices, heldout_text, Path(cache_dir), extra),
