@@ -8,24 +8,30 @@ hidden size 128, 8 Pythia-named steps, random weights) served by the fake hub
 (analysis.testing.fake_hub) with each answer delayed by `--latencies` seconds: simulated
 network latency, where a worker reading one checkpoint while the other solves shows reading
 overlapped with computing. Each path is warmed up by one untimed pass, then timed `--repeat`
-times from an empty results cache (and, for the hub, an empty tensor cache), best kept. The
-clusters are started before timing (their start-up is printed apart) and reached by their
-scheduler address, as `cluster: tcp://...` does.
+times from an empty results cache (and, for the hub, an empty tensor cache), best kept and
+slowest shown. Every path is driven from a child process of its own, kept for its passes,
+so that none shares an interpreter with the fake hub's server threads, which run in this
+one. The clusters are started before timing (their start-up is printed apart) and reached
+by their scheduler address, as `cluster: tcp://...` does.
 
 `--default`: also the default build's job (every spectrum record of the tiny suite, which
 must be trained: `make train-tiny`) in-process against `cluster: local`, the setting itself
-(Dask's default LocalCluster for this machine, started inside the job and timed with it).
+(Dask's default LocalCluster for this machine, started inside the job and timed with it);
+`--only-default`: that job alone, one pass each, no warm-up (a check of the records more
+than a timing).
 
     python benchmarks/scaling.py [--repeat 2] [--latencies 0,0.05,0.2] [--default] [--log benchmarks/results/scaling-cpu-2core.log]
 """
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,34 +48,47 @@ def records(results_cache: Path) -> dict:
     return {p.relative_to(top): p.read_bytes() for p in top.rglob("*.npz") if not p.name.startswith(".")}
 
 
-def timed(cfg: dict, scratch: Path, fresh_tensors: bool) -> tuple[float, dict, int]:
-    """One job from an empty results cache -> (seconds, record files, matrices)."""
+def _job(cfg: dict) -> tuple[float, int]:
+    """One job, timed where it runs. -> (seconds, matrices)"""
+    start = time.perf_counter()
+    n = len(results.Results(cfg).spectra)
+    return time.perf_counter() - start, n
+
+
+def timed(driver, cfg: dict, scratch: Path, fresh_tensors: bool) -> tuple[float, dict, int]:
+    """One job from an empty results cache, driven from the process `driver` (a one-process
+    pool kept for a path's passes, so its imports are warm after the warm-up) and not from
+    this one, whose interpreter the fake hub's server threads share. -> (seconds, record
+    files, matrices)"""
     rc = Path(tempfile.mkdtemp(dir=scratch, prefix="results-"))
     cfg = {**cfg, "results_cache": str(rc)}
     if fresh_tensors:  # the hub suite: every pass reads its tensors (and metadata) afresh
         cfg["cache_dir"] = tempfile.mkdtemp(dir=scratch, prefix="cache-")
-    start = time.perf_counter()
-    n = len(results.Results(cfg).spectra)
-    seconds = time.perf_counter() - start
+    seconds, n = driver.submit(_job, cfg).result()
     out = records(rc)
     shutil.rmtree(rc)
     return seconds, out, n
 
 
-def compare(label: str, cfg: dict, paths: dict, scratch: Path, repeat: int, fresh_tensors: bool, log) -> None:
-    best, files = {}, {}
+def compare(label: str, cfg: dict, paths: dict, scratch: Path, repeat: int, fresh_tensors: bool, log,
+            warmup: bool = True) -> None:
+    best, spread, files = {}, {}, {}
     for name, cluster in paths.items():
         job = {**cfg, "cluster": cluster}
-        timed(job, scratch, fresh_tensors)  # warm-up: imports, worker processes' first task
-        runs = [timed(job, scratch, fresh_tensors) for _ in range(repeat)]
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as driver:
+            if warmup:
+                timed(driver, job, scratch, fresh_tensors)  # warm-up: imports, worker processes' first task
+            runs = [timed(driver, job, scratch, fresh_tensors) for _ in range(repeat)]
         best[name] = min(s for s, _, _ in runs)
+        spread[name] = max(s for s, _, _ in runs)
         files[name], n = runs[0][1], runs[0][2]
     base = best["in-process"]
-    log(f"\n{label}: {n} matrices, best of {repeat}")
-    log(f"{'path':<22} {'wall s':>8} {'matrices/s':>11} {'in-process / path':>18} {'records':>24}")
+    log(f"\n{label}: {n} matrices, best of {repeat} (slowest in brackets){'' if warmup else ', no warm-up pass'}")
+    log(f"{'path':<22} {'wall s':>16} {'matrices/s':>11} {'in-process / path':>18} {'records':>24}")
     for name, s in best.items():
         same = "bit-identical" if files[name] == files["in-process"] else "DIFFER"
-        log(f"{name:<22} {s:8.2f} {n / s:11.1f} {base / s:18.2f} {same + ' (' + str(len(files[name])) + ')':>24}")
+        log(f"{name:<22} {s:7.2f} ({spread[name]:6.2f}) {n / s:11.1f} {base / s:18.2f} "
+            f"{same + ' (' + str(len(files[name])) + ')':>24}")
 
 
 def hub_suite(src: Path, hub: FakeHub) -> None:
@@ -126,7 +145,8 @@ def main(argv=None):
                 if args.default or args.only_default:
                     default = config.load(root=ROOT)
                     compare("default suite (tiny, trained; cluster: local started inside the job)", default,
-                            {"in-process": None, "cluster: local": "local"}, scratch, args.repeat, False, log)
+                            {"in-process": None, "cluster: local": "local"}, scratch, args.repeat, False, log,
+                            warmup=not args.only_default)
                 if not args.only_default:
                     smoke = config.load(root=ROOT, profile="smoke")
                     from analysis.checkpoints.tiny.train import build
@@ -144,8 +164,8 @@ def main(argv=None):
                     c.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    log("\nin-process / path > 1: the cluster is faster. Both clusters run on this machine's cores, which the "
-        "in-process path uses too (its read-ahead thread; the fake hub's server threads serve every path).")
+    log("\nin-process / path > 1: the cluster is faster. Every path runs on this machine's cores, which the fake "
+        "hub's server threads (in the benchmark's own process, apart from every driver) share with them.")
     if args.log:
         args.log.write_text("\n".join(lines) + "\n")
 
