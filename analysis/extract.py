@@ -9,18 +9,17 @@ while solving this one, or as one Dask task per unit on the `cluster` setting's 
 (`solve_task`): the same function either way, so records are the same bits.
 """
 
-import threading
+import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 
 from .backend import array_module, memory_budget
 from .baselines import KINDS, with_draws
 from .checkpoints import CheckpointError, formats, open_runs
 from .measures import unmeasurable
+from .spectra import one_blas_thread
 from .store import Store, key_digest
 
 SPECTRUM_VERSION = 5  # 4: `draws` independent draws per kind, seeded per matrix; 5: one BLAS thread a solve (same bits on any worker)
@@ -78,7 +77,7 @@ def solve_missing(cfg: dict, runs: dict, jobs: list[dict], progress: bool = True
             unit["jobs"].append({k: j[k] for k in ("block", "role", "key")})
     units = list(units.values())
     if not units or not cfg.get("cluster"):
-        return solve(cfg, runs, units, progress)
+        return solve(cfg, runs, units, progress, threads=len(os.sched_getaffinity(0)))
     from . import cluster
 
     solved = cluster.run(cfg["cluster"], cfg["backend"], solve_task, [(cfg, u) for u in units], progress, "spectra",
@@ -105,11 +104,12 @@ def solve_task(cfg: dict, unit: dict) -> int:
     return solve(cfg, _OPENED[digest], [unit], progress=False)[0]
 
 
-def solve(cfg: dict, runs: dict, units: list[dict], progress: bool = True) -> list[int]:
+def solve(cfg: dict, runs: dict, units: list[dict], progress: bool = True, threads: int = 1) -> list[int]:
     """Read, solve and store the records of units [{run, step, jobs: [{block, role, key}]}],
     skipping a job whose record is stored (so a unit done twice writes nothing twice). A
     (run, step, role) batch at a time: a role's blocks share a shape, so they and their draws
-    go through one batched eigensolve. -> matrices solved per unit"""
+    go through one batched eigensolve, split over `threads` threads on NumPy (this process's
+    cores; a Dask task takes one, its worker's thread). -> matrices solved per unit"""
     store, xp = Store.of(cfg), array_module(cfg["backend"])
     groups = {}
     for i, u in enumerate(units):
@@ -149,11 +149,12 @@ def solve(cfg: dict, runs: dict, units: list[dict], progress: bool = True) -> li
     # One BLAS thread: a record's bits then do not depend on the cores of whoever solves it (in
     # this process or on any worker; with 2 threads 1 of 128 width-128 records differed in its
     # last bits); and on the shared 2-core machine (load 8) that job of 128 width-128 matrices
-    # took 22 s instead of 210 s (measured once, 2026-12-05). More cores: a cluster's workers.
+    # took 22 s instead of 210 s (measured once, 2026-12-05). More cores: matrices side by side
+    # (solve_batch's threads here, a cluster's workers there), one thread each.
     with one_blas_thread(), bar:  # an error ends the bar's line, so the error's own line stands alone
         for group, ws in prefetched(load, list(groups.values())):
             ids = [(j["run"], j["step"], j["block"], j["role"]) for j in group]
-            for job, rec in zip(group, with_draws(ws, ids, cfg["seed"], cfg["verdicts"]["draws"], xp, budget)):
+            for job, rec in zip(group, solve_batch(ws, ids, cfg, xp, budget, threads)):
                 rec.update(std=rec["gaussian_scale"], rows=ws.shape[1], cols=ws.shape[2])
                 bad = [k for k, v in rec.items() if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()]
                 where = f"run {job['run']!r} step {job['step']} block {job['block']} {job['role']}"
@@ -173,28 +174,16 @@ def solve(cfg: dict, runs: dict, units: list[dict], progress: bool = True) -> li
     return solved
 
 
-_BLAS = {"users": 0, "limit": None, "lock": threading.Lock()}
+def solve_batch(ws, ids: list[tuple], cfg: dict, xp, budget: int, threads: int = 1) -> list[dict]:
+    """with_draws over ws: (b, out, in), in `threads` parts side by side on NumPy (LAPACK and
+    BLAS release the GIL). Each matrix is solved whole on one thread with one BLAS thread and
+    its draws are seeded by its id, so a record's bits do not depend on the split; the memory
+    budget is shared between the parts."""
+    parts = [p for p in np.array_split(np.arange(len(ws)), max(1, min(threads, len(ws)))) if len(p)]
+    if xp is not np or len(parts) == 1:
+        return with_draws(ws, ids, cfg["seed"], cfg["verdicts"]["draws"], xp, budget)
+    with ThreadPoolExecutor(len(parts)) as pool:
+        done = pool.map(lambda p: with_draws(ws[p], [ids[i] for i in p], cfg["seed"], cfg["verdicts"]["draws"], xp,
+                                             budget // len(parts)), parts)
+        return [rec for part in done for rec in part]
 
-
-@contextmanager
-def one_blas_thread():
-    """BLAS limited to one thread while any solve in this process runs. OpenBLAS's thread count
-    is one process-wide number, so threads solving side by side (a threads-only cluster) share
-    one limit, set by the first and restored by the last; checked, since a BLAS that ignores
-    the limit would break the records' same-bits-anywhere promise silently."""
-    with _BLAS["lock"]:
-        if _BLAS["users"] == 0:
-            _BLAS["limit"] = threadpool_limits(1, user_api="blas")
-        _BLAS["users"] += 1
-    try:
-        busy = [f"{x['internal_api']} ({x['filepath']}): {x['num_threads']}" for x in threadpool_info()
-                if x["user_api"] == "blas" and x["num_threads"] != 1]
-        if busy:
-            raise RuntimeError(f"could not limit BLAS to one thread for the spectra ({'; '.join(busy)} threads); "
-                               "expected 1, which keeps every record's bits independent of where it is solved")
-        yield
-    finally:
-        with _BLAS["lock"]:
-            _BLAS["users"] -= 1
-            if _BLAS["users"] == 0:
-                _BLAS["limit"].restore_original_limits()

@@ -22,7 +22,7 @@ from .architectures import resolve_block
 from .checkpoints import CheckpointError, TransientError, depth_steps, is_transient, open_runs, select_steps
 from .store import Store, key_digest
 
-TABLES_VERSION = 8  # 8: architecture verdicts; 7: the audit flags rank-1 tensors; 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
+TABLES_VERSION = 9  # 9: claim 1's forms-early rule across checkpoint gaps; 8: architecture verdicts; 7: the audit flags rank-1 tensors; 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
 # Per-table versions on top of TABLES_VERSION: bumping one recomputes only that table.
 TABLE_VERSIONS = {"published_phase": 2, "published_verdicts": 2, "architecture_verdicts": 2}  # 2: paired TOST agree/differ, Holm
 CHAPTER_TABLES = {
@@ -168,7 +168,8 @@ class Results:
 
     def key(self, name: str) -> dict:
         settings = {k: v for k, v in self.cfg.items() if k not in NOT_RESULTS}
-        key = {"kind": "table", "name": name, "version": TABLES_VERSION, "settings": settings, "suite": self.suite}
+        key = {"kind": "table", "name": name, "version": TABLES_VERSION, "settings": settings, "suite": self.suite,
+               "spectra": compute.extract.SPECTRUM_VERSION}  # tables follow the records they are made from
         if name.startswith("init_"):  # made from init runs: follow the init constructions too
             key["inits_version"] = compute.inits.INITS_VERSION
         return {**key, "table_version": TABLE_VERSIONS[name]} if name in TABLE_VERSIONS else key

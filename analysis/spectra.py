@@ -7,9 +7,13 @@ not an option: squaring the spread of singular values loses every value below
 ~sqrt(eps32) * sigma_max ~ 3e-4 * sigma_max.
 """
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
+
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from .errors import AnalysisError
 
@@ -100,7 +104,6 @@ def eigvalsh(gram, xp=np, route: str | None = None):
 def _eigvalsh_threads(gram, xp, workers: int):
     out = xp.empty(gram.shape[:2], dtype=gram.dtype)
     if xp is np:
-        from threadpoolctl import threadpool_limits
 
         def one(i):
             out[i] = np.linalg.eigvalsh(gram[i])
@@ -196,7 +199,6 @@ def _eigvalsh_two_stage(gram, xp, band: int, workers: int):
     flops, one matrix per thread with one BLAS thread each.
     """
     import scipy.linalg
-    from threadpoolctl import threadpool_limits
 
     bands = [_host(_to_band(g, band, xp), xp) for g in gram]  # (band + 1, k) lower band storage each
 
@@ -384,3 +386,33 @@ def _solve_lower_t(chol, x, xp):
     import cupyx.scipy.linalg
 
     return cupyx.scipy.linalg.solve_triangular(chol, x, lower=True, trans="T")
+
+
+_BLAS = {"users": 0, "limit": None, "lock": threading.Lock()}
+
+
+@contextmanager
+def one_blas_thread():
+    """BLAS limited to one thread while any solve in this process runs (extract.solve): a
+    record's bits then do not depend on the cores of whoever solves it. One process-wide,
+    reference-counted limit, set by the first user and restored by the last, so threads
+    solving side by side share it. Set it from the main thread: OpenBLAS (pthreads) was seen
+    to ignore a limit set from a fresh thread once other threads had run BLAS calls, so a
+    threads-only cluster holds it from the thread that starts it (cluster.client). Checked:
+    a BLAS reporting another count is an error, not silently different bits."""
+    with _BLAS["lock"]:
+        if _BLAS["users"] == 0:
+            _BLAS["limit"] = threadpool_limits(1, user_api="blas")
+        _BLAS["users"] += 1
+    try:
+        busy = [f"{x['internal_api']} ({x['filepath']}): {x['num_threads']}" for x in threadpool_info()
+                if x["user_api"] == "blas" and x["num_threads"] != 1]
+        if busy:
+            raise RuntimeError(f"could not limit BLAS to one thread for the spectra ({'; '.join(busy)} threads); "
+                               "expected 1, which keeps every record's bits independent of where it is solved")
+        yield
+    finally:
+        with _BLAS["lock"]:
+            _BLAS["users"] -= 1
+            if _BLAS["users"] == 0:
+                _BLAS["limit"].restore_original_limits()

@@ -781,8 +781,8 @@ def init_faster(curves: pd.DataFrame, grid, level: float, standard: str = "stand
     Verdict after Holm's correction over the kinds: faster (holds) where the Holm-adjusted
     two-sided Welch p < 1 − level and the effect is positive, slower (does not hold) where
     it is negative, else undecided; no measured spread is undecided. Resolution: the
-    smallest |effect| the unadjusted test detects with 80% power (noncentral t with the
-    measured SE). A kind whose loss is not finite (training diverged) does not hold.
+    smallest |effect| detected with 80% power at Holm's first step, α/m (noncentral t with
+    the measured SE). A kind whose loss is not finite (training diverged) does not hold.
     curves: (kind, seed, step, loss), held-out."""
     area = _per_seed_area(curves, grid)
     base = area[area["kind"] == standard]["value"].to_numpy()
@@ -806,6 +806,12 @@ def init_faster(curves: pd.DataFrame, grid, level: float, standard: str = "stand
                             "no spread over seeds measured: undecided"),
                      "se": se, "dof": dof, "seeds": len(x), "sd_standard": float(base.std(ddof=1))})
     adjusted = holm(p)
+    # The power stated is that of Holm's first (strictest) step, α/m: what the family's verdict
+    # can detect in its most favourable row; later steps are less strict.
+    m = max(1, int(np.isfinite(p).sum()))
+    for row in rows:
+        if np.isfinite(row.get("se", np.nan)) and row["se"] > 0:
+            row["resolution"] = detectable(row["se"], row["dof"], 1 - (1 - level) / m)
     for row, pv, pa in zip(rows, p, adjusted):
         if np.isfinite(pv):
             row.update(p=pv, p_holm=pa, verdict=iv.UNDECIDED if pa >= 1 - level else

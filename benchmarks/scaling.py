@@ -10,8 +10,8 @@ network latency, where a worker reading one checkpoint while the other solves sh
 overlapped with computing. Each path is warmed up by one untimed pass, then timed `--repeat`
 times from an empty results cache (and, for the hub, an empty tensor cache), best kept and
 slowest shown. Every path is driven from a child process of its own, kept for its passes,
-so that none shares an interpreter with the fake hub's server threads, which run in this
-one. The clusters are started before timing (their start-up is printed apart) and reached
+so that no driver shares an interpreter with the fake hub's server threads, which run in
+this one (as do the LocalClusters' schedulers; their workers are processes of their own). The clusters are started before timing (their start-up is printed apart) and reached
 by their scheduler address, as `cluster: tcp://...` does.
 
 `--default`: also the default build's job (every spectrum record of the tiny suite, which

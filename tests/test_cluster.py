@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import compute, config, extract, results
+from analysis import compute, config, extract, results, spectra
 from analysis.cluster import run as run_on_cluster
 from analysis.config import ConfigError
 from analysis.store import Store
@@ -123,7 +123,7 @@ def test_an_unreachable_scheduler_is_an_error_naming_the_setting(monkeypatch):
     import analysis.cluster
 
     monkeypatch.setattr(analysis.cluster, "CONNECT_TIMEOUT", "1s")
-    with pytest.raises(ConfigError, match=r"analysis\.cluster: cannot use the scheduler at 'tcp://127\.0\.0\.1:9'"):
+    with pytest.raises(ConfigError, match=r"analysis\.cluster: cannot reach the scheduler at 'tcp://127\.0\.0\.1:9'"):
         run_on_cluster("tcp://127.0.0.1:9", "numpy", len, [("x",)], progress=False)
 
 
@@ -146,25 +146,56 @@ def test_a_task_reading_other_weights_than_its_key_says_is_an_error(tmp_path):
     assert not list(tmp_path.rglob("*.npz"))
 
 
+def test_a_batch_split_over_threads_gives_the_same_records():
+    """The in-process path solves a batch's matrices side by side; each on one thread with one
+    BLAS thread, so the split changes no bit (what lets it match a cluster's one-thread tasks)."""
+    cfg = {"seed": 0, "verdicts": {"draws": 3}}
+    ws = np.random.default_rng(0).standard_normal((5, 48, 16)) * 0.02
+    ids = [("raw", 4, b, "qkv") for b in range(5)]
+    with spectra.one_blas_thread():
+        one = extract.solve_batch(ws, ids, cfg, np, 2**30, threads=1)
+        three = extract.solve_batch(ws, ids, cfg, np, 2**30, threads=3)
+    assert len(one) == len(three) == 5
+    assert all(x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x) for x, y in zip(one, three))
+
+
 def test_blas_is_one_thread_inside_a_solve_and_restored_after():
+    """Held from this (the main) thread, as the in-process path and a threads-only cluster do;
+    threads solving side by side then share the limit, and the last user restores it."""
     from threadpoolctl import threadpool_info
 
     blas = lambda: {x["num_threads"] for x in threadpool_info() if x["user_api"] == "blas"}  # noqa: E731
-    before = blas()
-    results_in = []
+    before, seen, errors = blas(), [], []
 
     def solve_like():
-        with extract.one_blas_thread():
-            results_in.append(blas())
-            time.sleep(0.05)  # overlap the other thread's solve
-            results_in.append(blas())
+        try:
+            with spectra.one_blas_thread():
+                seen.append(blas())
+                time.sleep(0.05)  # overlap the other thread's solve
+                seen.append(blas())
+        except Exception as e:  # noqa: BLE001 (a thread's error would otherwise be lost)
+            errors.append(e)
 
-    threads = [threading.Thread(target=solve_like) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results_in and all(x == {1} for x in results_in) and blas() == before, (results_in, before, blas())
+    with spectra.one_blas_thread():
+        threads = [threading.Thread(target=solve_like) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors and len(seen) == 4 and all(x == {1} for x in seen), (errors, seen)
+    assert blas() == before
+
+
+def test_records_a_cluster_job_leaves_unreadable_here_name_results_cache(tmp_path, monkeypatch):
+    """Workers that wrote to their own disks: the job 'finishes', the records are not here."""
+    import analysis.cluster
+
+    monkeypatch.setattr(analysis.cluster, "run", lambda *a, **k: [0])  # tasks that store nothing here
+    cfg = {**config.load(root=ROOT), "results_cache": str(tmp_path), "cluster": "tcp://10.0.0.5:8786"}
+    jobs = [{"run": "raw", "step": 4, "block": 0, "role": "qkv", "key": {"kind": "spectrum", "weights": "a"}}]
+    with pytest.raises(ConfigError, match=r"analysis\.results_cache: the cluster's tasks finished but 1 of their "
+                                          r"records are not in"):
+        extract.solve_missing(cfg, {}, jobs, progress=False)
 
 
 # --- on a cluster -----------------------------------------------------------------------
