@@ -77,7 +77,7 @@ def solve_missing(cfg: dict, runs: dict, jobs: list[dict], progress: bool = True
             unit["jobs"].append({k: j[k] for k in ("block", "role", "key")})
     units = list(units.values())
     if not units or not cfg.get("cluster"):
-        return solve(cfg, runs, units, progress, threads=len(os.sched_getaffinity(0)))
+        return solve(cfg, runs, units, progress, threads=_cores())
     from . import cluster
 
     solved = cluster.run(cfg["cluster"], cfg["backend"], solve_task, [(cfg, u) for u in units], progress, "spectra",
@@ -90,6 +90,11 @@ def solve_missing(cfg: dict, runs: dict, jobs: list[dict], progress: bool = True
                           f"not in {store.url} as this process sees it; expected a results cache every worker and this "
                           "process share (a shared path or an fsspec URL such as s3://bucket/study)")
     return solved
+
+
+def _cores() -> int:
+    """The cores this process may run on (sched_getaffinity is Linux-only)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 _OPENED = {}  # settings digest -> opened runs, once per worker process
@@ -186,4 +191,3 @@ def solve_batch(ws, ids: list[tuple], cfg: dict, xp, budget: int, threads: int =
         done = pool.map(lambda p: with_draws(ws[p], [ids[i] for i in p], cfg["seed"], cfg["verdicts"]["draws"], xp,
                                              budget // len(parts)), parts)
         return [rec for part in done for rec in part]
-

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
-
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from .errors import AnalysisError

@@ -801,21 +801,17 @@ def init_faster(curves: pd.DataFrame, grid, level: float, standard: str = "stand
         se = float(np.sqrt(va + vb))
         dof = float((va + vb) ** 2 / (va**2 / (len(base) - 1) + vb**2 / (len(x) - 1))) if se > 0 else np.nan
         p.append(float(2 * scipy.stats.t.sf(abs(d) / se, dof)) if se > 0 else np.nan)
-        rows.append({**_row(7, FASTER, kind, "all", measure, d, lo, hi, iv.UNDECIDED, resolution=detectable(se, dof, level),
+        rows.append({**_row(7, FASTER, kind, "all", measure, d, lo, hi, iv.UNDECIDED, resolution=np.nan,
                             detail=f"{len(base)} + {len(x)} seeds, Welch df {dof:.2g}" if se > 0 else
                             "no spread over seeds measured: undecided"),
                      "se": se, "dof": dof, "seeds": len(x), "sd_standard": float(base.std(ddof=1))})
-    adjusted = holm(p)
-    # The power stated is that of Holm's first (strictest) step, α/m: what the family's verdict
-    # can detect in its most favourable row; later steps are less strict.
+    # A p-value exists exactly where the seeds spread. The power stated is that of Holm's first
+    # (strictest) step, α/m: what the family's verdict can detect in its most favourable row.
     m = max(1, int(np.isfinite(p).sum()))
-    for row in rows:
-        if np.isfinite(row.get("se", np.nan)) and row["se"] > 0:
-            row["resolution"] = detectable(row["se"], row["dof"], 1 - (1 - level) / m)
-    for row, pv, pa in zip(rows, p, adjusted):
+    for row, pv, pa in zip(rows, p, holm(p)):
         if np.isfinite(pv):
-            row.update(p=pv, p_holm=pa, verdict=iv.UNDECIDED if pa >= 1 - level else
-                       iv.HOLDS if row["effect"] > 0 else iv.FAILS)
+            row.update(p=pv, p_holm=pa, resolution=detectable(row["se"], row["dof"], 1 - (1 - level) / m),
+                       verdict=iv.UNDECIDED if pa >= 1 - level else iv.HOLDS if row["effect"] > 0 else iv.FAILS)
             row["detail"] += f", Holm p {pa:.2g}"
     return pd.DataFrame(rows)
 
