@@ -42,12 +42,31 @@ def _once(r, name: str, make):
     return r.__dict__[name]
 
 
+_MEASURED = {}  # (run, its records' keys) -> (measures, draws): views that share a run (Results.architecture) measure it once
+
+
+def _measure_tables(r):
+    """measures.tables of r.spectra, made run by run (records come grouped by run, so the rows
+    keep their order) and each run's taken from _MEASURED when another view measured it."""
+    def make():
+        parts = []
+        for run in dict.fromkeys(x["run"] for x in r.spectra):
+            records = [x for x in r.spectra if x["run"] == run]
+            key = (run, tuple(x["key"] for x in records))
+            if key not in _MEASURED:
+                _MEASURED[key] = measures.tables(records, NEAR_ZERO_Q)
+            parts.append(_MEASURED[key])
+        return tuple(pd.concat([p[i] for p in parts], ignore_index=True) for i in (0, 1))
+
+    return _once(r, "_measure_tables", make)
+
+
 def _measures(r):
-    return _once(r, "_measure_tables", lambda: measures.tables(r.spectra, NEAR_ZERO_Q))[0]
+    return _measure_tables(r)[0]
 
 
 def _draws(r):
-    return _once(r, "_measure_tables", lambda: measures.tables(r.spectra, NEAR_ZERO_Q))[1]
+    return _measure_tables(r)[1]
 
 
 def _run_distances(r):
@@ -341,16 +360,15 @@ def _init_folders(r) -> dict:
         keep = {role: tensor_names(ck.architecture, role, r.block, ck.n_layers)[0] for role in r.cfg["roles"]}
         depths, sigma2 = init_depths(r), r.cfg["residual"]["sigma2"]
         suite, text = suite_folder(tiny, r.cfg["cache_dir"]), act.HELDOUT.read_text()
-        out = {}
+        jobs = {}
         for kind in inits.all_kinds():
             extra = {"roles": r.cfg["roles"], "block": r.block, "inits": inits.INITS_VERSION}
             if kind.startswith("toy"):
                 extra.update(depths=depths, sigma2=sigma2)
             for seed in init["seeds"]:
-                out[(kind, seed)] = init_runs.train(
-                    r.cfg["cache_dir"], tiny, init, suite, ck.content_hash, spec["arch"], spec["seed"], kind, seed,
-                    inits.initialiser(kind, seed, trained, depths, sigma2), extra, keep, text)
-        return out
+                jobs[(kind, seed)] = (r.cfg["cache_dir"], tiny, init, suite, ck.content_hash, spec["arch"], spec["seed"],
+                                      kind, seed, trained, depths, sigma2, extra, keep, text)
+        return dict(zip(jobs, init_runs.train_all(list(jobs.values()))))
 
     return _once(r, "_init_folders", make)
 

@@ -19,6 +19,12 @@ from analysis.checkpoints.tiny import dedup, layout, train
 from .conftest import fresh_cache, smoke_settings
 
 
+def serial(fn, jobs, labels):
+    """pool.run_all in this process, one job after another (tests/test_pool.py checks that
+    the pool's processes give the same bits)."""
+    return [fn(*job) for job in jobs]
+
+
 def test_checkpoint_schedule_follows_pythia():
     assert tiny.checkpoint_steps(1024, 128) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 640, 768, 896, 1024]
     assert tiny.checkpoint_steps(16, 8) == [0, 1, 2, 4, 8, 16]
@@ -101,6 +107,7 @@ def test_each_run_is_seeded_and_fed_by_its_own_settings(corpus_cache, tmp_path, 
 
     batch_offsets = train.batch_offsets
     monkeypatch.setattr(train, "batch_offsets", spy)
+    monkeypatch.setattr(train.pool, "run_all", serial)  # the spy sees this process only
     cfg = smoke_settings()
     cfg["runs"] = {"a": {"data": "raw", "seed": 7}, "b": {"data": "deduped", "seed": 7}, "c": {"data": "raw", "seed": 8}}
     suite = train.build(cfg, fresh_cache(corpus_cache, tmp_path))
@@ -119,6 +126,7 @@ def test_a_second_build_waits_for_the_lock_then_reuses_the_suite(corpus_cache, t
     trained, results = [], []
     train_run = train.train_run
     monkeypatch.setattr(train, "train_run", lambda name, *a, **kw: trained.append(name) or train_run(name, *a, **kw))
+    monkeypatch.setattr(train.pool, "run_all", serial)  # the spy sees this process only
     builders = [threading.Thread(target=lambda: results.append(train.build(cfg, cache))) for _ in range(2)]
     held = FileLock(train.lock_path(cfg, cache))
     held.acquire()  # as another process mid-build would

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import pool
 from .layout import _digest, checkpoint_steps
 
-INIT_RUNS_VERSION = 1  # bump when what a run folder holds changes
+INIT_RUNS_VERSION = 2  # bump when what a run folder holds changes; 2: trained on one torch thread
 
 
 def run_settings(tiny: dict, init: dict) -> dict:
@@ -71,11 +72,37 @@ def train(cache_dir, tiny: dict, init: dict, suite: Path, source: str, arch: str
     ("{step}/{role}": (out, in) float32), run.json (seconds, written last)."""
     from .train import _locked
 
-    key = run_key(tiny, init, source, kind, seed, extra, heldout_text, arch, data_seed)
-    final = Path(cache_dir) / "tiny-suite" / "inits" / key
+    final = Path(cache_dir) / "tiny-suite" / "inits" / run_key(tiny, init, source, kind, seed, extra, heldout_text,
+                                                                arch, data_seed)
     return _locked(final, "run.json", lambda out: _make(out, tiny, init, suite, arch, data_seed, kind, seed, init_fn,
                                                          matrices, heldout_text, Path(cache_dir), extra),
                    f"init run {kind!r} seed {seed}")
+
+
+def train_drawn(cache_dir, tiny: dict, init: dict, suite: Path, source: str, arch: str, data_seed: int, kind: str,
+                seed: int, trained: dict, depths: dict, sigma2: float, extra: dict, matrices: dict,
+                heldout_text: str) -> Path:
+    """train() from the init inits.initialiser(kind, seed, trained, depths, sigma2) builds: a
+    job for pool.run_all, whose arguments must pickle (a hook does not)."""
+    from ... import inits
+
+    return train(cache_dir, tiny, init, suite, source, arch, data_seed, kind, seed,
+                 inits.initialiser(kind, seed, trained, depths, sigma2), extra, matrices, heldout_text)
+
+
+def train_all(jobs: list[tuple]) -> list[Path]:
+    """[train_drawn(*job)] for each job, the runs not yet cached trained side by side, one
+    thread each (pool.py)."""
+    missing = [job for job in jobs if not (_folder(*job) / "run.json").is_file()]
+    pool.run_all(train_drawn, missing, [f"init run {job[7]!r} seed {job[8]}" for job in missing])
+    return [_folder(*job) for job in jobs]
+
+
+def _folder(cache_dir, tiny, init, suite, source, arch, data_seed, kind, seed, trained, depths, sigma2, extra,
+            matrices, heldout_text) -> Path:
+    """Where train_drawn(*job) puts its run."""
+    key = run_key(tiny, init, source, kind, seed, extra, heldout_text, arch, data_seed)
+    return Path(cache_dir) / "tiny-suite" / "inits" / key
 
 
 @functools.lru_cache(maxsize=2)

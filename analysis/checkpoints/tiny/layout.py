@@ -42,6 +42,11 @@ def run_spec(spec: dict) -> dict:
     return {"data": spec["data"], "seed": spec["seed"], "arch": spec.get("arch", "parallel")}
 
 
+RECIPE = 2  # how a run is trained, beyond its settings; 2: one torch thread (bits differ from 1's two)
+
+
 def run_key(cfg: dict, spec: dict) -> str:
-    """Digest of the settings shared by every run (all but `runs`) and this run's own spec."""
-    return _digest({"shared": {k: v for k, v in cfg.items() if k != "runs"}, "run": run_spec(spec)})
+    """Digest of the settings shared by every run (all but `runs`), this run's own spec and
+    the training recipe."""
+    return _digest({"shared": {k: v for k, v in cfg.items() if k != "runs"}, "run": run_spec(spec),
+                    "recipe": RECIPE})

@@ -8,7 +8,8 @@ documents (`data: raw`) or the near-duplicate-filtered ones (`data: deduped`), a
 fixes both the initial weights and the random batch positions. So two runs with the same
 seed differ only in their data, and two runs on the same data with different seeds (a
 replica and its reference) differ only in initialisation and data order. Everything is
-seeded and single-process, so two builds give bit-identical checkpoint files. Each run and
+seeded and each run trains on one torch thread in a process of its own, the missing runs side
+by side (pool.py), so two builds give bit-identical checkpoint files. Each run and
 the tokenizer are cached under their own key (layout.py) and built under their own file
 lock, so two processes never train the same run, and adding a run trains only that run."""
 
@@ -28,11 +29,11 @@ from tqdm import tqdm  # plain: the notebook widget variant needs ipywidgets
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from ...files import atomic_dir
-from . import corpus, dedup
+from . import corpus, dedup, pool
 from .layout import ARCHS, checkpoint_steps, run_key, run_spec, suite_key, tokenizer_key
 
 EOS = "<|endoftext|>"
-TORCH_THREADS = 2  # fixed, not "all cores": float reductions must not depend on the machine
+TORCH_THREADS = 1  # fixed, not "all cores": a run's float reductions must not depend on the machine (pool.py)
 
 
 def learning_rate(step: int, cfg: dict) -> float:
@@ -105,10 +106,19 @@ def train_run(name: str, tokens: np.ndarray, cfg: dict, spec: dict, vocab_size: 
     `init(model)` changes the standard initialisation in place before training;
     `data_seed` fixes the batch positions instead of the seed (one data order for runs
     whose seeds differ); `at_step(step, model)` is called before each step and after the
-    last (no gradients are taken inside it); `out=None` saves no checkpoints."""
+    last (no gradients are taken inside it); `out=None` saves no checkpoints. Trains on
+    TORCH_THREADS threads, then gives the caller back its own thread count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(TORCH_THREADS)
+    try:
+        return _train_run(name, tokens, cfg, spec, vocab_size, out, init, data_seed, at_step)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_run(name, tokens, cfg, spec, vocab_size, out, init, data_seed, at_step) -> list[dict]:
     seed = spec["seed"]
     transformers.utils.logging.disable_progress_bar()  # one bar: ours
-    torch.set_num_threads(TORCH_THREADS)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(seed)
     model = GPTNeoXForCausalLM(model_config(cfg, vocab_size, spec["arch"]))
@@ -127,7 +137,7 @@ def train_run(name: str, tokens: np.ndarray, cfg: dict, spec: dict, vocab_size: 
     window = np.arange(cfg["seq_len"])
     data = torch.from_numpy(tokens)
     log = []
-    bar = tqdm(range(cfg["train_steps"] + 1), desc=f"train {name}", unit="step")
+    bar = tqdm(range(cfg["train_steps"] + 1), desc=f"train {name}", unit="step", position=pool.slot())
     for step in bar:
         if step in save_at and out is not None:
             model.save_pretrained(out / f"step{step}", safe_serialization=True)
@@ -193,6 +203,22 @@ def build(cfg: dict, cache_dir: Path) -> Path:
     return _locked(final, "manifest.json", lambda out: _assemble(cfg, Path(cache_dir), out), "the tiny suite")
 
 
+def train_locked(name: str, spec: dict, cfg: dict, cache_dir: str, tokens: np.ndarray, documents: int,
+                 vocab_size: int) -> Path:
+    """The folder of one run (run_spec), trained first under its lock unless it is there."""
+    def train_into(folder):
+        run_started = time.time()
+        log = train_run(name, tokens, cfg, spec, vocab_size, folder)
+        (folder / "train_log.json").write_text(json.dumps(log))
+        record = {**spec, "documents": documents, "tokens": int(len(tokens)), "threads": TORCH_THREADS,
+                  "seconds": round(time.time() - run_started, 1), "trained_as": name, "settings": cfg,
+                  "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+        (folder / "run.json").write_text(json.dumps(record, indent=1, sort_keys=True))
+
+    root = Path(cache_dir) / "tiny-suite"
+    return _locked(root / "runs" / run_key(cfg, spec), "run.json", train_into, f"tiny run {name!r}")
+
+
 def _assemble(cfg: dict, cache_dir: Path, out: Path) -> None:
     started = time.time()
     root = cache_dir / "tiny-suite"
@@ -205,22 +231,21 @@ def _assemble(cfg: dict, cache_dir: Path, out: Path) -> None:
     tok = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
     tokens = {}  # data -> (n_tokens,), encoded only if a run on it is trained here
     (out / "tokenizer.json").symlink_to(Path("..") / "tokenizers" / tok_dir.name / "tokenizer.json")
+    specs = {name: run_spec(spec) for name, spec in cfg["runs"].items()}
+    jobs, labels = {}, []  # run key -> job: the missing runs, each once however many names it has
+    for name, spec in specs.items():
+        key = run_key(cfg, spec)
+        if key in jobs or (root / "runs" / key / "run.json").is_file():
+            continue
+        if spec["data"] not in tokens:
+            tokens[spec["data"]] = encode(tok, [docs[n] for n in corpora[spec["data"]]])
+        jobs[key] = (name, spec, cfg, str(cache_dir), tokens[spec["data"]], len(corpora[spec["data"]]),
+                     tok.get_vocab_size())
+        labels.append(f"tiny run {name!r}")
+    pool.run_all(train_locked, list(jobs.values()), labels)  # side by side, one thread each
     manifest = {"settings": cfg, "runs": {}, "dropped_as_duplicates": dropped, "seconds_per_run": {}}
-    for name, spec in cfg["runs"].items():
-        spec = run_spec(spec)
-
-        def train_into(folder, name=name, spec=spec):
-            if spec["data"] not in tokens:
-                tokens[spec["data"]] = encode(tok, [docs[n] for n in corpora[spec["data"]]])
-            run_started = time.time()
-            log = train_run(name, tokens[spec["data"]], cfg, spec, tok.get_vocab_size(), folder)
-            (folder / "train_log.json").write_text(json.dumps(log))
-            record = {**spec, "documents": len(corpora[spec["data"]]), "tokens": int(len(tokens[spec["data"]])),
-                      "seconds": round(time.time() - run_started, 1), "trained_as": name, "settings": cfg,
-                      "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
-            (folder / "run.json").write_text(json.dumps(record, indent=1, sort_keys=True))
-
-        run_dir = _locked(root / "runs" / run_key(cfg, spec), "run.json", train_into, f"tiny run {name!r}")
+    for name, spec in specs.items():
+        run_dir = root / "runs" / run_key(cfg, spec)
         record = json.loads((run_dir / "run.json").read_text())
         (out / name).symlink_to(Path("..") / "runs" / run_dir.name)
         manifest["runs"][name] = {k: record[k] for k in ("data", "seed", "arch", "documents", "tokens")}
