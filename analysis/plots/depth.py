@@ -5,7 +5,7 @@ import pandas as pd
 
 from .. import intervals, measures
 from . import style
-from .animation import cached_mp4
+from .animation import cached_mp4, redrawn_frames
 
 DEPTH_VERSION = 4  # bump when the drawing changes
 
@@ -44,27 +44,63 @@ def block_grid(records: list[dict], bins: int, limits=None, title: str | None = 
     """Blocks (rows) × roles (columns): histograms of σ / rms(σ) of the weights (filled) and
     of the first Gaussian draw (line), records of one run at one step; axes shared. With
     more than MAX_GRID_BLOCKS blocks, that many evenly spread ones. -> Figure"""
+    return _grid_panels(records, bins, limits, title)[0]
+
+
+def _grid_title(records: list[dict], title: str | None) -> str | None:
+    """The title, naming the shown blocks when they are a selection."""
+    every = {r["block"] for r in records}
+    shown = shown_blocks(every)
+    if len(shown) < len(every):
+        return f"{title or ''} ({len(shown)} of {len(every)} blocks)".strip()
+    return title
+
+
+def _grid_panels(records: list[dict], bins: int, limits=None, title: str | None = None):
+    """block_grid's figure, its title artist (None without a title) and its changing
+    artists, {(block, role): (bars, Gaussian line)}, which _show_step sets to another
+    step's records. -> (Figure, heading, panels)"""
     roles = list(dict.fromkeys(r["role"] for r in records))
-    every = sorted({r["block"] for r in records})
-    blocks = shown_blocks(every)
-    if len(blocks) < len(every):
-        title = f"{title or ''} ({len(blocks)} of {len(every)} blocks)".strip()
+    blocks = shown_blocks({r["block"] for r in records})
+    title = _grid_title(records, title)
     edges, ymax = limits or _normalised_limits(records, bins)
     fig, axes = style.figure(len(blocks), len(roles), width=min(10.0, 2.4 * len(roles)),
                              height=0.95 * len(blocks) + 0.9, sharex=True, sharey=True)
     line = {k: v for k, v in style.BASELINES["gaussian"].items() if k != "label"}
+    panels = {}
     for i, block in enumerate(blocks):
         for j, role in enumerate(roles):
             ax = axes[i, j]
-            rec = next(r for r in records if r["role"] == role and r["block"] == block)
-            ax.hist(measures.normalised(rec["sv"]), edges, density=True, color=style.ROLE_COLORS[role], alpha=0.8)
-            dens, _ = np.histogram(measures.normalised(_gaussian_line(rec)), edges, density=True)
-            ax.stairs(dens, edges, **line)
+            rec = _record(records, block, role)
+            _, _, bars = ax.hist(measures.normalised(rec["sv"]), edges, density=True, color=style.ROLE_COLORS[role],
+                                 alpha=0.8)
+            stairs = ax.stairs(_density(_gaussian_line(rec), edges), edges, **line)
             ax.set_ylim(0, ymax)
+            panels[block, role] = bars, stairs
     _label_grid(axes, blocks, roles)
-    if title:
-        fig.suptitle(title, fontsize="medium")
-    return fig
+    heading = fig.suptitle(title, fontsize="medium") if title else None
+    return fig, heading, panels
+
+
+def _record(records: list[dict], block, role) -> dict:
+    return next(r for r in records if r["role"] == role and r["block"] == block)
+
+
+def _density(sv, edges) -> np.ndarray:
+    """Histogram density of σ / rms(σ), as ax.hist(..., density=True) draws it."""
+    return np.histogram(measures.normalised(sv), edges, density=True)[0]
+
+
+def _show_step(panels: dict, records: list[dict], edges, heading, title: str) -> None:
+    """Set a _grid_panels figure to the records of another step of the same run (same
+    blocks, roles and limits): the bars' heights, the Gaussian lines and the title's text
+    (set on the title itself: fig.suptitle would undo the place the layout gave it)."""
+    for (block, role), (bars, stairs) in panels.items():
+        rec = _record(records, block, role)
+        for bar, height in zip(bars, _density(rec["sv"], edges)):
+            bar.set_height(height)
+        stairs.set_data(_density(_gaussian_line(rec), edges))
+    heading.set_text(_grid_title(records, title))
 
 
 def _label_grid(axes, blocks, roles) -> None:
@@ -118,10 +154,16 @@ def block_animation(records: list[dict], run: str, role: str, folder, bins: int,
     rs = [r for r in records if r["run"] == run]
 
     def frames():
+        # One figure for every frame, laid out and drawn once: a frame only sets the bars,
+        # the Gaussian lines and the title's step, and redraws those (redrawn_frames).
         limits = _normalised_limits(rs, bins)
-        for step in sorted({r["step"] for r in rs}):
-            yield block_grid([r for r in rs if r["step"] == step], bins, limits,
-                             title=f"{style.run_label(run, role)} · step {step} · weights (filled) vs Gaussian draw (line)")
+        steps = sorted({r["step"] for r in rs})
+        at = {step: [r for r in rs if r["step"] == step] for step in steps}
+        title = f"{style.run_label(run, role)} · step {{}} · weights (filled) vs Gaussian draw (line)"
+        fig, heading, panels = _grid_panels(at[steps[0]], bins, limits, title.format(steps[0]))
+        changing = [heading, *(a for bars, line in panels.values() for a in (*bars, line))]
+        return redrawn_frames(fig, changing, lambda step: _show_step(panels, at[step], limits[0], heading,
+                                                                     title.format(step)), steps)
 
     key = {"v": DEPTH_VERSION, "keys": [r["key"] for r in rs], "bins": bins, "role": role}
     return cached_mp4(folder, f"blocks-{run}", key, frames, fps)

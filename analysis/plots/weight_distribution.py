@@ -8,7 +8,7 @@ import numpy as np
 from ..intervals import measure_band
 from ..baselines import mp_density
 from . import style
-from .animation import cached_mp4
+from .animation import cached_mp4, redrawn_frames
 
 DRAW = 0  # histograms show one baseline draw per kind: the first of the K in each record
 
@@ -27,34 +27,64 @@ def fixed_limits(records: list[dict], bins: int) -> dict:
     return limits
 
 
-def draw_panel(ax, rec: dict, lim: dict, legend: bool = False, title: str | None = None) -> None:
+def draw_panel(ax, rec: dict, lim: dict, legend: bool = False, title: str | None = None) -> dict:
     """The weights' singular values (filled) against the first Gaussian and logistic draw
-    (lines) and Marchenko-Pastur for the fitted variance."""
+    (lines) and Marchenko-Pastur for the fitted variance. -> the panel's changing artists,
+    for show_record"""
     edges = lim["edges"]
-    ax.hist(rec["sv"], edges, density=True, color=style.ROLE_COLORS[rec["role"]], alpha=0.75, label="weights")
+    _, _, bars = ax.hist(rec["sv"], edges, density=True, color=style.ROLE_COLORS[rec["role"]], alpha=0.75,
+                         label="weights")
+    artists = {"bars": bars}
     for kind in ("gaussian", "logistic"):
-        dens, _ = np.histogram(rec[kind][DRAW], edges, density=True)
         line = style.BASELINES[kind]
-        ax.stairs(dens, edges, **{**line, "label": f"{line['label']} (draw {DRAW + 1} of {len(rec[kind])})"})
+        artists[kind] = ax.stairs(_density(rec[kind][DRAW], edges), edges,
+                                  **{**line, "label": f"{line['label']} (draw {DRAW + 1} of {len(rec[kind])})"})
     x = np.linspace(edges[0], edges[-1], 400)
-    ax.plot(x, mp_density(x, rec["rows"], rec["cols"], rec["gaussian_scale"] ** 2), **style.BASELINES["mp"])
+    artists["mp"], = ax.plot(x, _mp_line(x, rec), **style.BASELINES["mp"])
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(0, lim["ymax"])
     ax.set_title(f"{style.ROLE_LABELS[rec['role']]}  {rec['rows']}×{rec['cols']}" if title is None else title)
     if legend:
         ax.legend(loc="upper right", fontsize="small")
+    return artists
+
+
+def _density(values, edges) -> np.ndarray:
+    """Histogram density, as ax.hist(..., density=True) draws it."""
+    return np.histogram(values, edges, density=True)[0]
+
+
+def _mp_line(x, rec: dict) -> np.ndarray:
+    return mp_density(x, rec["rows"], rec["cols"], rec["gaussian_scale"] ** 2)
+
+
+def show_record(artists: dict, rec: dict, lim: dict) -> None:
+    """Set a draw_panel panel's artists to another record of its role and shape (its title
+    stays), limits kept: what an animation frame changes instead of drawing anew."""
+    edges = lim["edges"]
+    for bar, height in zip(artists["bars"], _density(rec["sv"], edges)):
+        bar.set_height(height)
+    for kind in ("gaussian", "logistic"):
+        artists[kind].set_data(_density(rec[kind][DRAW], edges))
+    artists["mp"].set_ydata(_mp_line(artists["mp"].get_xdata(), rec))
 
 
 def frame(records_at_step: list[dict], limits: dict, title: str):
     """One step: a 2×2 grid of roles. -> Figure"""
+    return _frame_panels(records_at_step, limits, title)[0]
+
+
+def _frame_panels(records_at_step: list[dict], limits: dict, title: str):
+    """frame's figure, its title artist and its panels' artists by role (draw_panel).
+    -> (Figure, heading, panels)"""
     fig, axes = style.figure(2, 2, width=10.0, height=7.0)
+    panels = {}
     for i, (ax, rec) in enumerate(zip(axes.flat, records_at_step)):
-        draw_panel(ax, rec, limits[rec["role"]], legend=i == 0)
+        panels[rec["role"]] = draw_panel(ax, rec, limits[rec["role"]], legend=i == 0)
         ax.set_xlabel("singular value")
     for ax in axes.flat[len(records_at_step):]:
         ax.set_visible(False)
-    fig.suptitle(title)
-    return fig
+    return fig, fig.suptitle(title), panels
 
 
 ANIMATION_VERSION = 3  # bump when the frames' drawing changes
@@ -66,10 +96,21 @@ def animation(records: list[dict], run: str, role: str, folder, bins: int, fps: 
     rs = [r for r in records if r["run"] == run]
 
     def frames():
+        # One figure for every frame, laid out and drawn once (as depth.block_animation).
         limits = fixed_limits(rs, bins)
         block = rs[0]["block"]
-        for s in sorted({r["step"] for r in rs}):
-            yield frame([r for r in rs if r["step"] == s], limits, f"run {run} ({role}) · block {block} · step {s}")
+        steps = sorted({r["step"] for r in rs})
+        at = {s: [r for r in rs if r["step"] == s] for s in steps}
+        title = f"run {run} ({role}) · block {block} · step {{}}"
+        fig, heading, panels = _frame_panels(at[steps[0]], limits, title.format(steps[0]))
+
+        def show(s):
+            for rec in at[s]:
+                show_record(panels[rec["role"]], rec, limits[rec["role"]])
+            heading.set_text(title.format(s))  # fig.suptitle would undo the place the layout gave it
+
+        changing = [heading, *(a for p in panels.values() for a in (*p["bars"], p["gaussian"], p["logistic"], p["mp"]))]
+        return redrawn_frames(fig, changing, show, steps)
 
     key = {"v": ANIMATION_VERSION, "keys": [r["key"] for r in rs], "bins": bins, "draw": DRAW, "role": role}
     return cached_mp4(folder, f"sv-{run}", key, frames, fps)
