@@ -1,4 +1,5 @@
-"""Through-training comparisons of runs, shaped for the deduplication chapter's figures.
+"""Through-training comparisons of runs, shaped for the deduplication chapter's figures,
+and the init runs' share of the learned non-Gaussian excess (report/init-spectrum.qmd).
 
 Plain functions of the results' tidy tables (run, step, block, role, measure, value): the
 measures table (`results.measures`) and the run distances (`results.run_distances`).
@@ -140,3 +141,29 @@ def phase_shift(steps, values, draws: int, seed: int, level: float = 0.95,
     p = float((1 + np.sum(null >= acc)) / (1 + draws)) if np.isfinite(acc) else 1.0
     return {**k, "p": p, "false_positive": float(np.mean(null >= threshold)),
             "shift": bool(np.isfinite(acc) and acc >= threshold and p <= 1 - level)}
+
+
+def learned_excess_share(measures: pd.DataFrame, draws: pd.DataFrame, level: float) -> pd.DataFrame:
+    """How much of the learned non-Gaussian excess an init run holds, per init kind, seed,
+    role and step. excess: the spectrum's W1 distance to its Gaussian draws minus the draws'
+    own mean distance (0: as Gaussian as a Gaussian matrix). The learned excess is the
+    transplant's at step 0 (the trained spectrum itself; same seed and role); share =
+    excess / learned excess, so the standard init's share at the last step says how much of
+    the learned shape re-formed, the transplant's how much of it was kept. NaN where the
+    learned excess is itself inside its draws' `level` prediction band (no excess to share).
+    measures/draws: measures.tables of the init runs, with kind and seed columns.
+    -> (kind, seed, step, role, excess, share)"""
+    from .intervals import prediction_band
+
+    keys = ["kind", "seed", "step", "role"]
+    m = measures[measures["measure"] == "w1_gaussian"].set_index(keys)["value"]
+    d = draws[(draws["draw_kind"] == "gaussian") & (draws["measure"] == "w1_gaussian")]
+    centre = d.groupby(keys)["value"].mean()
+    out = (m - centre.reindex(m.index)).rename("excess").reset_index()
+    start = d[(d["kind"] == "transplant") & (d["step"] == 0)]
+    hi = start.groupby(["seed", "role"])["value"].apply(lambda v: prediction_band(v, level)[1])
+    w0 = m.xs(("transplant", 0), level=("kind", "step"))  # (seed, role): the learned spectrum's distance
+    learned = (w0 - centre.xs(("transplant", 0), level=("kind", "step")).reindex(w0.index)).where(w0 > hi.reindex(w0.index))
+    at = pd.MultiIndex.from_frame(out[["seed", "role"]])
+    out["share"] = out["excess"].to_numpy() / learned.reindex(at).to_numpy()
+    return out

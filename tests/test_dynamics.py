@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis import dynamics
 
@@ -51,3 +52,51 @@ def test_activation_kurtosis_is_tidy_per_block():
     out = dynamics.activation_kurtosis(records)
     assert out.to_dict("records") == [{"run": "a", "step": 4, "block": 0, "kurtosis": 0.5},
                                       {"run": "a", "step": 4, "block": 1, "kurtosis": -1.0}]
+
+
+def _init_tables(w: dict, centre: dict, spread: float = 0.01):
+    """measures/draws of init runs: w {(kind, step, role): W1 to Gaussian}, the draws around centre."""
+    m, d = [], []
+    rng = np.random.default_rng(0)
+    for (kind, step, role), value in w.items():
+        m.append({"kind": kind, "seed": 1, "step": step, "role": role, "measure": "w1_gaussian", "value": value})
+        for x in centre[(kind, step, role)] + spread * rng.standard_normal(8):
+            d.append({"kind": kind, "seed": 1, "step": step, "role": role, "draw_kind": "gaussian",
+                      "measure": "w1_gaussian", "value": x})
+    return pd.DataFrame(m), pd.DataFrame(d)
+
+
+def test_learned_excess_share_is_the_excess_over_the_transplants_step0_excess():
+    w = {("transplant", 0, "a"): 1.1, ("transplant", 8, "a"): 0.6, ("standard", 0, "a"): 0.1,
+         ("standard", 8, "a"): 0.35}
+    centre = {k: 0.1 for k in w}
+    m, d = _init_tables(w, centre)
+    out = dynamics.learned_excess_share(m, d, 0.95).set_index(["kind", "step"])
+    c = d.groupby(["kind", "step"])["value"].mean()
+    learned = 1.1 - c[("transplant", 0)]
+    assert out.loc[("transplant", 0), "share"] == pytest.approx(1.0)
+    assert out.loc[("transplant", 8), "share"] == pytest.approx((0.6 - c[("transplant", 8)]) / learned)
+    assert out.loc[("standard", 8), "share"] == pytest.approx((0.35 - c[("standard", 8)]) / learned)
+    assert 0.2 < out.loc[("standard", 8), "share"] < 0.3 and 0.45 < out.loc[("transplant", 8), "share"] < 0.55
+
+
+def test_learned_excess_share_is_missing_where_the_learned_excess_is_noise():
+    w = {("transplant", 0, "a"): 0.105, ("transplant", 8, "a"): 0.3, ("transplant", 0, "b"): 1.0,
+         ("transplant", 8, "b"): 1.0}
+    m, d = _init_tables(w, {k: 0.1 for k in w})
+    out = dynamics.learned_excess_share(m, d, 0.95).set_index(["role", "step"])
+    assert np.isnan(out.loc[("a", 8), "share"]) and np.isnan(out.loc[("a", 0), "share"])
+    assert np.isfinite(out.loc[("b", 8), "share"])
+
+
+def test_share_frame_gives_mean_and_seed_range_per_kind_and_role_and_a_dash_for_noise():
+    from analysis.plots import init_spectrum
+
+    share = pd.DataFrame({"kind": ["standard"] * 4 + ["transplant"] * 4, "seed": [1, 2] * 4, "step": 8,
+                          "role": (["qkv"] * 2 + ["mlp_out"] * 2) * 2,
+                          "share": [0.1, 0.3, np.nan, 0.5, 1.0, 0.96, 1.2, 1.4]})
+    out = init_spectrum.share_frame(share, 8).set_index("init")
+    assert out.loc["standard", "attention QKV"] == "20% [10, 30]"
+    assert out.loc["standard", "MLP out"] == "—"  # one seed's learned excess was within noise
+    assert out.loc["transplant", "MLP out"] == "130% [120, 140]"
+    assert init_spectrum.share_frame(share, 4).empty
