@@ -49,13 +49,16 @@ def _measure_tables(r):
     """measures.tables of r.spectra, made run by run (records come grouped by run, so the rows
     keep their order) and each run's taken from _MEASURED when another view measured it."""
     def make():
-        parts = []
-        for run in dict.fromkeys(x["run"] for x in r.spectra):
-            records = [x for x in r.spectra if x["run"] == run]
-            key = (run, tuple(x["key"] for x in records))
-            if key not in _MEASURED:
-                _MEASURED[key] = measures.tables(records, NEAR_ZERO_Q)
-            parts.append(_MEASURED[key])
+        by_run = {}
+        for x in r.spectra:
+            by_run.setdefault(x["run"], []).append(x)
+        keys = {run: (run, tuple(x["key"] for x in records)) for run, records in by_run.items()}
+        missing = [run for run in by_run if keys[run] not in _MEASURED]
+        if missing:  # one call: its processes start once for all the runs
+            m, d = measures.tables([x for run in missing for x in by_run[run]], NEAR_ZERO_Q)
+            for run in missing:
+                _MEASURED[keys[run]] = (m[m["run"] == run].reset_index(drop=True), d[d["run"] == run].reset_index(drop=True))
+        parts = [_MEASURED[keys[run]] for run in by_run]
         return tuple(pd.concat([p[i] for p in parts], ignore_index=True) for i in (0, 1))
 
     return _once(r, "_measure_tables", make)
@@ -399,7 +402,9 @@ def _init_measure_tables(r):
     baseline draws, as measures.tables gives them for the suite, with kind and seed columns
     (the draws' baseline kind renamed draw_kind)."""
     def make():
-        from .baselines import with_draws
+        from .backend import memory_budget
+        from .parallel import cores
+        from .spectra import one_blas_thread
 
         by_role = {}  # role -> [(kind, seed, step, w)]: one shape, one batched solve
         for (k, s), f in _init_folders(r).items():
@@ -410,8 +415,9 @@ def _init_measure_tables(r):
         records = []
         for role, items in by_role.items():
             ids = [(f"init/{k}", s, step, r.block, role) for k, s, step, _ in items]
-            for (k, s, step, w), rec in zip(items, with_draws(np.stack([x[3] for x in items]), ids, r.cfg["seed"],
-                                                              r.cfg["verdicts"]["draws"])):
+            with one_blas_thread():  # as the suite's spectra: the cores side by side, one BLAS thread each
+                solved = extract.solve_batch(np.stack([x[3] for x in items]), ids, r.cfg, np, memory_budget(np), cores())
+            for (k, s, step, w), rec in zip(items, solved):
                 rec.update(run=f"{k}#{s}", step=step, block=r.block, role=role, std=rec["gaussian_scale"],
                            rows=w.shape[0], cols=w.shape[1])
                 records.append(rec)

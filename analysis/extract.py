@@ -9,7 +9,6 @@ while solving this one, or as one Dask task per unit on the `cluster` setting's 
 (`solve_task`): the same function either way, so records are the same bits.
 """
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,6 +18,7 @@ from .backend import array_module, memory_budget
 from .baselines import KINDS, with_draws
 from .checkpoints import CheckpointError, formats, open_runs
 from .measures import unmeasurable
+from .parallel import cores
 from .spectra import one_blas_thread
 from .store import Store, key_digest
 
@@ -77,7 +77,7 @@ def solve_missing(cfg: dict, runs: dict, jobs: list[dict], progress: bool = True
             unit["jobs"].append({k: j[k] for k in ("block", "role", "key")})
     units = list(units.values())
     if not units or not cfg.get("cluster"):
-        return solve(cfg, runs, units, progress, threads=_cores())
+        return solve(cfg, runs, units, progress, threads=cores())
     from . import cluster
 
     solved = cluster.run(cfg["cluster"], cfg["backend"], solve_task, [(cfg, u) for u in units], progress, "spectra",
@@ -90,11 +90,6 @@ def solve_missing(cfg: dict, runs: dict, jobs: list[dict], progress: bool = True
                           f"not in {store.url} as this process sees it; expected a results cache every worker and this "
                           "process share (a shared path or an fsspec URL such as s3://bucket/study)")
     return solved
-
-
-def _cores() -> int:
-    """The cores this process may run on (sched_getaffinity is Linux-only)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 _OPENED = {}  # settings digest -> opened runs, once per worker process

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+import pandas as pd
 import scipy.stats
 
 from analysis import baselines, measures, spectra
+from analysis.errors import AnalysisError
 
 
 def one_draw(w, seed, xp=None):
@@ -111,3 +113,27 @@ def test_tail_alpha_equals_powerlaws_fit_at_the_same_xmin():
     for sv in (np.sqrt(rng.pareto(2.5, 300) + 1), rng.standard_normal((200, 80)).std(axis=0) * 10,
                np.linalg.svd(rng.standard_t(3, (150, 60)), compute_uv=False)):
         assert measures.tail_alpha(sv) == pytest.approx(measures.powerlaw_alpha(sv)["alpha"], rel=1e-12)
+
+
+def test_tables_in_processes_give_the_rows_of_one_process_in_order():
+    rng = np.random.default_rng(3)
+    ws = rng.normal(0, 0.02, (5, 24, 40)) * rng.lognormal(0, 0.5, (5, 24, 1))  # uneven rows: non-Gaussian spectra
+    ids = [("r", step, 0, "mlp_in") for step in range(5)]
+    records = baselines.with_draws(ws, ids, 0, 4)
+    for rec, (run, step, block, role) in zip(records, ids):
+        rec.update(run=run, step=step, block=block, role=role, std=rec["gaussian_scale"], rows=24, cols=40)
+    one = measures.tables(records, processes=1)
+    two = measures.tables(records, processes=2)  # chunks of 3 and 2 records, spawned
+    for a, b in zip(one, two):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert list(one[0]["step"].drop_duplicates()) == [0, 1, 2, 3, 4]
+
+
+def test_tables_names_the_record_whose_measures_are_not_finite_from_a_worker_too():
+    rng = np.random.default_rng(4)
+    records = baselines.with_draws(rng.normal(0, 0.02, (2, 16, 16)), [("r", 0, 0, "qkv"), ("r", 1, 0, "qkv")], 0, 4)
+    for i, rec in enumerate(records):
+        rec.update(run="r", step=i, block=0, role="qkv", std=rec["gaussian_scale"], rows=16, cols=16)
+    records[1]["kurtosis"] = float("nan")
+    with pytest.raises(AnalysisError, match=r"run 'r' step 1 block 0 qkv: non-finite kurtosis"):
+        measures.tables(records, processes=2)

@@ -10,16 +10,12 @@ cores costs much more (5 runs on 2 cores in rounds of 2: the third round leaves 
 """
 
 import math
-import os
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
+from ...parallel import cores
+
 MAX_PER_CORE = 4  # processes per core at most (each holds torch and a model: ~0.4 GB)
-
-
-def cores() -> int:
-    """The cores this process may run on (sched_getaffinity is Linux-only)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def processes(n_jobs: int, n_cores: int) -> int:
