@@ -115,6 +115,10 @@ DEFAULTS = {
         # two thirds of a cold build is training, and the five runs train 5 × 768 steps.
         "train_steps": 768,
         "linear_every": 128,  # checkpoint spacing after the log-spaced steps
+        # Shares of training checkpointed besides: the verdicts' formed_by limit, so that "forms
+        # early" is decided at the limit itself, not at the grid's nearest steps (768 steps:
+        # 128 = 17% and 256 = 33%; with no checkpoint between, the test could never hold at 25%).
+        "checkpoint_shares": [0.25],
         "lr": 1.0e-3,
         "min_lr": 1.0e-4,
         "warmup_steps": 64,
@@ -331,6 +335,10 @@ def _validate(cfg: dict) -> None:
     _validate_runs(cfg["runs"])
     _validate_cluster(cfg)
     _validate_tiny_runs(cfg["tiny"]["runs"])
+    shares = cfg["tiny"]["checkpoint_shares"]
+    if not (isinstance(shares, list) and all(isinstance(x, (int, float)) and 0 < x < 1 for x in shares)):
+        raise ConfigError(f"analysis.tiny.checkpoint_shares: expected a list of shares of training strictly between "
+                          f"0 and 1 (e.g. [0.25]), got {shares!r}")
     if cfg["suite"] == "tiny":
         missing = [n for n in run_roles(cfg) if n not in cfg["tiny"]["runs"]]
         if missing:

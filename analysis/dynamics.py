@@ -144,26 +144,30 @@ def phase_shift(steps, values, draws: int, seed: int, level: float = 0.95,
 
 
 def learned_excess_share(measures: pd.DataFrame, draws: pd.DataFrame, level: float) -> pd.DataFrame:
-    """How much of the learned non-Gaussian excess an init run holds, per init kind, seed,
-    role and step. excess: the spectrum's W1 distance to its Gaussian draws minus the draws'
-    own mean distance (0: as Gaussian as a Gaussian matrix). The learned excess is the
-    transplant's at step 0 (the trained spectrum itself; same seed and role); share =
-    excess / learned excess, so the standard init's share at the last step says how much of
-    the learned shape re-formed, the transplant's how much of it was kept. NaN where the
-    learned excess is itself inside its draws' `level` prediction band (no excess to share).
-    measures/draws: measures.tables of the init runs, with kind and seed columns.
-    -> (kind, seed, step, role, excess, share)"""
+    """How far from Gaussian an init run's spectrum is, in units of the trained spectrum's
+    distance, per init kind, seed, role and step. excess: the W1 distance (σ/rms) to the
+    run's own Gaussian draws minus the draws' mean distance (0: as Gaussian as a Gaussian
+    matrix). The learned excess of a role is the transplant's at step 0 (which has the
+    trained matrix's singular values; seeds differ only in their draws), averaged over
+    seeds; share = excess / learned excess (above 1: further from Gaussian than the trained
+    matrix; the measure is scale-free, so the rescaled kinds share their kind's unit), and
+    noise = the half-width of the draws' `level` prediction band in the same unit. NaN
+    where the learned excess is not at least twice its own band's half-width for every seed
+    (too little excess to measure in). A distance from Gaussian, not a likeness to the
+    learned shape. measures/draws: measures.tables of the init runs with kind and seed columns.
+    -> (kind, seed, step, role, excess, share, noise)"""
     from .intervals import prediction_band
 
     keys = ["kind", "seed", "step", "role"]
     m = measures[measures["measure"] == "w1_gaussian"].set_index(keys)["value"]
-    d = draws[(draws["draw_kind"] == "gaussian") & (draws["measure"] == "w1_gaussian")]
-    centre = d.groupby(keys)["value"].mean()
-    out = (m - centre.reindex(m.index)).rename("excess").reset_index()
-    start = d[(d["kind"] == "transplant") & (d["step"] == 0)]
-    hi = start.groupby(["seed", "role"])["value"].apply(lambda v: prediction_band(v, level)[1])
-    w0 = m.xs(("transplant", 0), level=("kind", "step"))  # (seed, role): the learned spectrum's distance
-    learned = (w0 - centre.xs(("transplant", 0), level=("kind", "step")).reindex(w0.index)).where(w0 > hi.reindex(w0.index))
-    at = pd.MultiIndex.from_frame(out[["seed", "role"]])
-    out["share"] = out["excess"].to_numpy() / learned.reindex(at).to_numpy()
+    d = draws[(draws["draw_kind"] == "gaussian") & (draws["measure"] == "w1_gaussian")].groupby(keys)["value"]
+    centre = d.mean()
+    half = d.apply(lambda v: np.diff(prediction_band(v, level))[0] / 2)
+    out = pd.DataFrame({"excess": m - centre.reindex(m.index), "half": half.reindex(m.index)}).reset_index()
+    start = out[(out["kind"] == "transplant") & (out["step"] == 0)]
+    clear = start.groupby("role")[["excess", "half"]].apply(lambda g: bool((g["excess"] >= 2 * g["half"]).all()))
+    learned = start.groupby("role")["excess"].mean().where(clear)
+    unit = learned.reindex(out["role"]).to_numpy()
+    out["share"] = out["excess"].to_numpy() / unit
+    out["noise"] = out.pop("half").to_numpy() / unit
     return out

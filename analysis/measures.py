@@ -255,8 +255,11 @@ def tables(records: list[dict], q: float = 0.1, processes: int | None = None):
 
     from .parallel import cores, map_chunks
 
-    n = min(cores(), len(records) // MIN_RECORDS_PER_PROCESS) if processes is None else processes
-    parts = map_chunks(_rows, records, n, q)
+    if processes is None:  # chunks of MIN_RECORDS_PER_PROCESS: a few copies in flight, not all records
+        parts = map_chunks(_rows, records, min(cores(), len(records) // MIN_RECORDS_PER_PROCESS), q,
+                           size=MIN_RECORDS_PER_PROCESS)
+    else:
+        parts = map_chunks(_rows, records, processes, q)
     cols = ["run", "step", "block", "role"]
     return (pd.DataFrame([x for w, _ in parts for x in w], columns=[*cols, "measure", "value"]),
             pd.DataFrame([x for _, d in parts for x in d], columns=[*cols, "kind", "draw", "measure", "value"]))

@@ -70,7 +70,7 @@ def test_every_chapter_executes_and_writes_its_figures(smoke_preview):
     assert "Traceback" not in init and init.count("data:image/png;base64,") >= 2  # loss curves, shape
     assert re.search(r"Of the 6 initialisations drawn from the learned weights, \d+ train faster", init)
     assert "steps to the target" in init and "Welch df" in init and "times that seed spread" in init
-    assert re.search(r"non-Gaussian shape re-forms from the standard \(Gaussian\) init</em>: \d+ of 8", init)
+    assert re.search(r"from the standard \(Gaussian\) init: non-Gaussian beyond noise at the last step</em>: \d+ of 8", init)
     assert "<strong>7.</strong>" in index and "trains faster than the standard init" in index
     audit = (out / "report-audit.html").read_text()
     assert "No step of the 18 audited is flagged" in audit

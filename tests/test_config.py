@@ -163,3 +163,10 @@ def test_bad_init_settings_are_errors_naming_the_setting(tmp_path, init, match):
     (tmp_path / "_quarto.yml").write_text(f"analysis:\n  init: {init}\n")
     with pytest.raises(config.ConfigError, match=match):
         config.load(root=tmp_path, profile="")
+
+
+@pytest.mark.parametrize("shares", ["[1.5]", "0.25", "[0]", "[quarter]"])
+def test_checkpoint_shares_must_be_shares_of_training(tmp_path, shares):
+    (tmp_path / "_quarto.yml").write_text(f"analysis:\n  tiny: {{checkpoint_shares: {shares}}}\n")
+    with pytest.raises(config.ConfigError, match=r"analysis\.tiny\.checkpoint_shares: expected a list of shares"):
+        config.load(root=tmp_path, profile="")

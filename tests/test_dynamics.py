@@ -100,3 +100,24 @@ def test_share_frame_gives_mean_and_seed_range_per_kind_and_role_and_a_dash_for_
     assert out.loc["standard", "MLP out"] == "—"  # one seed's learned excess was within noise
     assert out.loc["transplant", "MLP out"] == "130% [120, 140]"
     assert init_spectrum.share_frame(share, 4).empty
+
+
+def test_learned_excess_share_has_one_unit_per_role_averaged_over_seeds_and_noise_in_it():
+    rng = np.random.default_rng(1)
+    w = {("transplant", 1, 0, "a"): 1.1, ("transplant", 2, 0, "a"): 1.3, ("transplant", 1, 0, "b"): 0.5,
+         ("transplant", 2, 0, "b"): 0.5, ("standard", 1, 8, "a"): 0.7, ("standard", 2, 8, "b"): 0.7}
+    m = pd.DataFrame([{"kind": k, "seed": s, "step": t, "role": r, "measure": "w1_gaussian", "value": v}
+                      for (k, s, t, r), v in w.items()])
+    d = pd.DataFrame([{"kind": k, "seed": s, "step": t, "role": r, "draw_kind": "gaussian", "measure": "w1_gaussian",
+                       "value": x} for (k, s, t, r) in w for x in 0.1 + 0.01 * rng.standard_normal(8)])
+    out = dynamics.learned_excess_share(m, d, 0.95).set_index(["kind", "seed", "step", "role"])
+    c = d.groupby(["kind", "seed", "step", "role"])["value"].mean()
+    unit_a = ((1.1 - c[("transplant", 1, 0, "a")]) + (1.3 - c[("transplant", 2, 0, "a")])) / 2  # ~1.1
+    unit_b = ((0.5 - c[("transplant", 1, 0, "b")]) + (0.5 - c[("transplant", 2, 0, "b")])) / 2  # ~0.4
+    assert out.loc[("standard", 1, 8, "a"), "share"] == pytest.approx((0.7 - c[("standard", 1, 8, "a")]) / unit_a)
+    assert out.loc[("standard", 2, 8, "b"), "share"] == pytest.approx((0.7 - c[("standard", 2, 8, "b")]) / unit_b)
+    assert out.loc[("standard", 2, 8, "b"), "share"] > 1.3  # further from Gaussian than the trained matrix
+    assert out.loc[("transplant", 1, 0, "a"), "share"] < 1 < out.loc[("transplant", 2, 0, "a"), "share"]
+    band = d[(d.kind == "standard") & (d.role == "a")]["value"]
+    half = (band.quantile(1) - band.quantile(0)) / 2  # same order as the t band's half-width
+    assert 0.2 * half / unit_a < out.loc[("standard", 1, 8, "a"), "noise"] < 5 * half / unit_a

@@ -3,7 +3,7 @@ import pytest
 import pandas as pd
 import scipy.stats
 
-from analysis import baselines, measures, spectra
+from analysis import baselines, measures, parallel, spectra
 from analysis.errors import AnalysisError
 
 
@@ -115,7 +115,7 @@ def test_tail_alpha_equals_powerlaws_fit_at_the_same_xmin():
         assert measures.tail_alpha(sv) == pytest.approx(measures.powerlaw_alpha(sv)["alpha"], rel=1e-12)
 
 
-def test_tables_in_processes_give_the_rows_of_one_process_in_order():
+def test_tables_in_processes_give_the_rows_of_one_process_in_order(monkeypatch):
     rng = np.random.default_rng(3)
     ws = rng.normal(0, 0.02, (5, 24, 40)) * rng.lognormal(0, 0.5, (5, 24, 1))  # uneven rows: non-Gaussian spectra
     ids = [("r", step, 0, "mlp_in") for step in range(5)]
@@ -124,8 +124,12 @@ def test_tables_in_processes_give_the_rows_of_one_process_in_order():
         rec.update(run=run, step=step, block=block, role=role, std=rec["gaussian_scale"], rows=24, cols=40)
     one = measures.tables(records, processes=1)
     two = measures.tables(records, processes=2)  # chunks of 3 and 2 records, spawned
-    for a, b in zip(one, two):
+    monkeypatch.setattr(measures, "MIN_RECORDS_PER_PROCESS", 2)  # the default path: chunks of 2, 2 and 1
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
+    default = measures.tables(records)
+    for a, b, c in zip(one, two, default):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
+        pd.testing.assert_frame_equal(a, c, check_exact=True)
     assert list(one[0]["step"].drop_duplicates()) == [0, 1, 2, 3, 4]
 
 

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from analysis import parallel
@@ -14,10 +16,21 @@ def _double(xs, offset):
     return [2 * x + offset for x in xs]
 
 
+def _pid(xs):
+    return os.getpid()
+
+
 def test_map_chunks_keeps_the_order_in_processes_and_in_this_one():
     items = list(range(9))
     assert parallel.map_chunks(_double, items, 3, 1) == [[1, 3, 5], [7, 9, 11], [13, 15, 17]]
+    assert parallel.map_chunks(_double, items, 2, 1, size=4) == [[1, 3, 5, 7], [9, 11, 13, 15], [17]]
     assert parallel.map_chunks(_double, items, 1, 1) == [[2 * x + 1 for x in items]]
+    assert parallel.map_chunks(_double, [], 2, 1) == [[]]
+
+
+def test_map_chunks_runs_in_other_processes():
+    pids = parallel.map_chunks(_pid, list(range(4)), 2)
+    assert len(pids) == 2 and os.getpid() not in pids
 
 
 def _fail(xs):

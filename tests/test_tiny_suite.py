@@ -29,6 +29,8 @@ def test_checkpoint_schedule_follows_pythia():
     assert tiny.checkpoint_steps(1024, 128) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 640, 768, 896, 1024]
     assert tiny.checkpoint_steps(16, 8) == [0, 1, 2, 4, 8, 16]
     assert tiny.checkpoint_steps(1000, 300) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 900, 1000]
+    assert tiny.checkpoint_steps(768, 128, [0.25]) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 512, 640, 768]
+    assert tiny.checkpoint_steps(1024, 128, [0.25]) == tiny.checkpoint_steps(1024, 128)  # 256 is on the grid
 
 
 def test_learning_rate_warms_up_then_decays_to_min():
@@ -55,7 +57,7 @@ def test_smoke_suite_has_every_run_at_every_scheduled_step(smoke_suite):
     assert sorted(manifest["runs"]) == sorted(cfg["runs"]) == ["deduped", "raw", "raw-seed2", "seq", "seq-seed2"]
     for name, spec in cfg["runs"].items():
         run = Run(name, smoke_suite / name)
-        assert run.steps == tiny.checkpoint_steps(cfg["train_steps"], cfg["linear_every"])
+        assert run.steps == tiny.checkpoint_steps(cfg["train_steps"], cfg["linear_every"], cfg["checkpoint_shares"])
         assert run.checkpoint(0).n_layers == cfg["n_layer"]
         assert {k: manifest["runs"][name][k] for k in ("data", "seed", "arch")} == layout.run_spec(spec)
     assert manifest["runs"]["raw"]["documents"] == cfg["max_documents"]

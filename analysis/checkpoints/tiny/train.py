@@ -132,7 +132,7 @@ def _train_run(name, tokens, cfg, spec, vocab_size, out, init, data_seed, at_ste
         lr=cfg["lr"],
         betas=(0.9, 0.95),
     )
-    save_at = set(checkpoint_steps(cfg["train_steps"], cfg["linear_every"]))
+    save_at = set(checkpoint_steps(cfg["train_steps"], cfg["linear_every"], cfg.get("checkpoint_shares", ())))
     offsets = batch_offsets(len(tokens), cfg, seed if data_seed is None else data_seed)
     window = np.arange(cfg["seq_len"])
     data = torch.from_numpy(tokens)
