@@ -24,7 +24,8 @@ from .store import Store, key_digest
 
 TABLES_VERSION = 9  # 9: claim 1's forms-early rule across checkpoint gaps; 8: architecture verdicts; 7: the audit flags rank-1 tensors; 6: audit columns defects, transient. Bump when any table function in compute changes what it returns
 # Per-table versions on top of TABLES_VERSION: bumping one recomputes only that table.
-TABLE_VERSIONS = {"published_phase": 2, "published_verdicts": 2, "architecture_verdicts": 2}  # 2: paired TOST agree/differ, Holm
+# 2: paired TOST agree/differ, Holm; init_verdicts 2: shape parts named for the band test they are
+TABLE_VERSIONS = {"published_phase": 2, "published_verdicts": 2, "architecture_verdicts": 2, "init_verdicts": 2}
 CHAPTER_TABLES = {
     "index": ("verdicts", "published_verdicts", "architecture_verdicts", "init_verdicts"),
     "weight-distribution": ("spectra", "measures", "draws", "verdicts"),
