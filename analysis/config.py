@@ -339,6 +339,10 @@ def _validate(cfg: dict) -> None:
     if not (isinstance(shares, list) and all(isinstance(x, (int, float)) and 0 < x < 1 for x in shares)):
         raise ConfigError(f"analysis.tiny.checkpoint_shares: expected a list of shares of training strictly between "
                           f"0 and 1 (e.g. [0.25]), got {shares!r}")
+    if cfg["suite"] == "tiny" and cfg["verdicts"]["formed_by"] not in shares:
+        raise ConfigError(f"analysis.tiny.checkpoint_shares: {shares!r} lacks verdicts.formed_by "
+                          f"({cfg['verdicts']['formed_by']!r}); expected the forms-early line among the checkpointed "
+                          "shares, or the test could not decide at its own line")
     if cfg["suite"] == "tiny":
         missing = [n for n in run_roles(cfg) if n not in cfg["tiny"]["runs"]]
         if missing:

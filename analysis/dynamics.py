@@ -150,7 +150,7 @@ def learned_excess_share(measures: pd.DataFrame, draws: pd.DataFrame, level: flo
     matrix). The learned excess of a role is the transplant's at step 0 (which has the
     trained matrix's singular values; seeds differ only in their draws), averaged over
     seeds; share = excess / learned excess (above 1: further from Gaussian than the trained
-    matrix; the measure is scale-free, so the rescaled kinds share their kind's unit), and
+    matrix; the measure is scale-free, so one unit per role serves every kind, rescaled or not), and
     noise = the half-width of the draws' `level` prediction band in the same unit. NaN
     where the learned excess is not at least twice its own band's half-width for every seed
     (too little excess to measure in). A distance from Gaussian, not a likeness to the

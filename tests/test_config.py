@@ -170,3 +170,11 @@ def test_checkpoint_shares_must_be_shares_of_training(tmp_path, shares):
     (tmp_path / "_quarto.yml").write_text(f"analysis:\n  tiny: {{checkpoint_shares: {shares}}}\n")
     with pytest.raises(config.ConfigError, match=r"analysis\.tiny\.checkpoint_shares: expected a list of shares"):
         config.load(root=tmp_path, profile="")
+
+
+def test_checkpoint_shares_must_hold_the_forms_early_line(tmp_path):
+    (tmp_path / "_quarto.yml").write_text("analysis:\n  verdicts: {formed_by: 0.3}\n")
+    with pytest.raises(config.ConfigError, match=r"analysis\.tiny\.checkpoint_shares: \[0\.25\] lacks verdicts\.formed_by \(0\.3\)"):
+        config.load(root=tmp_path, profile="")
+    (tmp_path / "_quarto.yml").write_text("analysis:\n  verdicts: {formed_by: 0.3}\n  tiny: {checkpoint_shares: [0.3]}\n")
+    assert config.load(root=tmp_path, profile="")["tiny"]["checkpoint_shares"] == [0.3]

@@ -31,6 +31,9 @@ def test_checkpoint_schedule_follows_pythia():
     assert tiny.checkpoint_steps(1000, 300) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 900, 1000]
     assert tiny.checkpoint_steps(768, 128, [0.25]) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 512, 640, 768]
     assert tiny.checkpoint_steps(1024, 128, [0.25]) == tiny.checkpoint_steps(1024, 128)  # 256 is on the grid
+    # never past the line: 771 and 774 steps round 192.75 and 193.5 up, the checkpoint floors them
+    assert 192 in tiny.checkpoint_steps(771, 128, [0.25]) and 193 in tiny.checkpoint_steps(774, 128, [0.25])
+    assert tiny.checkpoint_steps(2, 1, [0.25]) == [0, 1, 2]
 
 
 def test_learning_rate_warms_up_then_decays_to_min():

@@ -27,7 +27,7 @@ INIT_RUNS_VERSION = 2  # bump when what a run folder holds changes; 2: trained o
 def run_settings(tiny: dict, init: dict) -> dict:
     """The tiny settings an init run trains with: the suite's model, tokenizer and optimiser;
     the init settings' length, batch and warm-up."""
-    shared = {k: v for k, v in tiny.items() if k != "runs"}
+    shared = {k: v for k, v in tiny.items() if k not in ("runs", "checkpoint_shares")}  # init runs keep no checkpoints
     return {**shared, **{k: init[k] for k in ("train_steps", "batch_size", "warmup_steps")}}
 
 

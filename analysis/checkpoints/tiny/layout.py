@@ -8,6 +8,7 @@ run to `tiny.runs` trains that run only.
 """
 
 import hashlib
+import math
 import json
 
 ARCHS = ("parallel", "sequential")  # GPT-NeoX use_parallel_residual True / False
@@ -15,8 +16,9 @@ ARCHS = ("parallel", "sequential")  # GPT-NeoX use_parallel_residual True / Fals
 
 def checkpoint_steps(total: int, every: int, shares=()) -> list[int]:
     """Pythia's schedule: 0 and powers of two up to 512 (within `total`), then every `every`
-    steps; and the step nearest each of `shares` of `total` (the verdicts' limits)."""
-    steps = [0] + [2**i for i in range(10) if 2**i <= total] + [round(s * total) for s in shares]
+    steps; and the last step at or before each of `shares` of `total` (the verdicts' limits:
+    a checkpoint past a limit could not show a shape formed by it)."""
+    steps = [0] + [2**i for i in range(10) if 2**i <= total] + [math.floor(s * total) for s in shares]
     start = max(2**i for i in range(10) if 2**i <= total) if total >= 1 else 0
     steps += list(range(every * (start // every + 1), total + 1, every))
     if steps[-1] != total:
