@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from analysis import dynamics
+from analysis.intervals import prediction_band
 
 
 def table_from(traj: dict, measure: str = "frobenius") -> pd.DataFrame:
@@ -94,11 +95,11 @@ def test_share_frame_gives_mean_and_seed_range_per_kind_and_role_and_a_dash_for_
 
     share = pd.DataFrame({"kind": ["standard"] * 4 + ["transplant"] * 4, "seed": [1, 2] * 4, "step": 8,
                           "role": (["qkv"] * 2 + ["mlp_out"] * 2) * 2,
-                          "share": [0.1, 0.3, np.nan, 0.5, 1.0, 0.96, 1.2, 1.4]})
+                          "share": [0.1, 0.3, np.nan, np.nan, 1.0, 0.96, np.nan, np.nan]})
     out = init_spectrum.share_frame(share, 8).set_index("init")
     assert out.loc["standard", "attention QKV"] == "20% [10, 30]"
-    assert out.loc["standard", "MLP out"] == "—"  # one seed's learned excess was within noise
-    assert out.loc["transplant", "MLP out"] == "130% [120, 140]"
+    assert out.loc["standard", "MLP out"] == out.loc["transplant", "MLP out"] == "—"  # no unit for the role
+    assert out.loc["transplant", "attention QKV"] == "98% [96, 100]"
     assert init_spectrum.share_frame(share, 4).empty
 
 
@@ -118,6 +119,16 @@ def test_learned_excess_share_has_one_unit_per_role_averaged_over_seeds_and_nois
     assert out.loc[("standard", 2, 8, "b"), "share"] == pytest.approx((0.7 - c[("standard", 2, 8, "b")]) / unit_b)
     assert out.loc[("standard", 2, 8, "b"), "share"] > 1.3  # further from Gaussian than the trained matrix
     assert out.loc[("transplant", 1, 0, "a"), "share"] < 1 < out.loc[("transplant", 2, 0, "a"), "share"]
-    band = d[(d.kind == "standard") & (d.role == "a")]["value"]
-    half = (band.quantile(1) - band.quantile(0)) / 2  # same order as the t band's half-width
-    assert 0.2 * half / unit_a < out.loc[("standard", 1, 8, "a"), "noise"] < 5 * half / unit_a
+    lo, hi = prediction_band(d[(d.kind == "standard") & (d.role == "a")]["value"], 0.95)
+    assert out.loc[("standard", 1, 8, "a"), "noise"] == pytest.approx((hi - lo) / 2 / unit_a)
+
+
+def test_learned_excess_share_is_missing_for_the_role_when_one_seeds_learned_excess_is_noise():
+    rng = np.random.default_rng(2)
+    w = {("transplant", 1, 0, "a"): 1.0, ("transplant", 2, 0, "a"): 0.11, ("standard", 1, 8, "a"): 0.5}
+    m = pd.DataFrame([{"kind": k, "seed": s, "step": t, "role": r, "measure": "w1_gaussian", "value": v}
+                      for (k, s, t, r), v in w.items()])
+    d = pd.DataFrame([{"kind": k, "seed": s, "step": t, "role": r, "draw_kind": "gaussian", "measure": "w1_gaussian",
+                       "value": x} for (k, s, t, r) in w for x in 0.1 + 0.01 * rng.standard_normal(8)])
+    out = dynamics.learned_excess_share(m, d, 0.95)
+    assert out["share"].isna().all() and out["noise"].isna().all()
