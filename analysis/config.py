@@ -335,6 +335,9 @@ def _validate(cfg: dict) -> None:
     _validate_runs(cfg["runs"])
     _validate_cluster(cfg)
     _validate_tiny_runs(cfg["tiny"]["runs"])
+    for k in ("train_steps", "linear_every"):
+        if not (_is_int(cfg["tiny"][k]) and cfg["tiny"][k] >= 1):
+            raise ConfigError(f"analysis.tiny.{k}: expected a positive integer, got {cfg['tiny'][k]!r}")
     shares = cfg["tiny"]["checkpoint_shares"]
     if not (isinstance(shares, list) and all(isinstance(x, (int, float)) and 0 < x < 1 for x in shares)):
         raise ConfigError(f"analysis.tiny.checkpoint_shares: expected a list of shares of training strictly between "

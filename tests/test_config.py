@@ -178,3 +178,10 @@ def test_checkpoint_shares_must_hold_the_forms_early_line(tmp_path):
         config.load(root=tmp_path, profile="")
     (tmp_path / "_quarto.yml").write_text("analysis:\n  verdicts: {formed_by: 0.3}\n  tiny: {checkpoint_shares: [0.3]}\n")
     assert config.load(root=tmp_path, profile="")["tiny"]["checkpoint_shares"] == [0.3]
+
+
+@pytest.mark.parametrize("tiny", ["{linear_every: 0}", "{train_steps: -5}", "{train_steps: 7.5}"])
+def test_tiny_step_settings_must_be_positive_integers(tmp_path, tiny):
+    (tmp_path / "_quarto.yml").write_text(f"analysis:\n  tiny: {tiny}\n")
+    with pytest.raises(config.ConfigError, match=r"analysis\.tiny\.(linear_every|train_steps): expected a positive integer"):
+        config.load(root=tmp_path, profile="")
