@@ -95,11 +95,12 @@ def test_share_frame_gives_mean_and_seed_range_per_kind_and_role_and_a_dash_for_
 
     share = pd.DataFrame({"kind": ["standard"] * 4 + ["transplant"] * 4, "seed": [1, 2] * 4, "step": 8,
                           "role": (["qkv"] * 2 + ["mlp_out"] * 2) * 2,
-                          "share": [0.1, 0.3, np.nan, np.nan, 1.0, 0.96, np.nan, np.nan]})
+                          "share": [0.1, 0.3, np.nan, np.nan, 1.0, 0.96, np.nan, np.nan],
+                          "noise": [0.01, 0.03, np.nan, np.nan, 0.01, 0.01, np.nan, np.nan]})
     out = init_spectrum.share_frame(share, 8).set_index("init")
-    assert out.loc["standard", "attention QKV"] == "20% [10, 30]"
+    assert out.loc["standard", "attention QKV"] == "20% [10, 30] ±2.0"
     assert out.loc["standard", "MLP out"] == out.loc["transplant", "MLP out"] == "—"  # no unit for the role
-    assert out.loc["transplant", "attention QKV"] == "98% [96, 100]"
+    assert out.loc["transplant", "attention QKV"] == "98% [96, 100] ±1.0"
     assert init_spectrum.share_frame(share, 4).empty
 
 

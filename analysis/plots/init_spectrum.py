@@ -92,14 +92,16 @@ def steps_frame(steps: pd.DataFrame, total: int) -> pd.DataFrame:
 def share_frame(share: pd.DataFrame, step: int) -> pd.DataFrame:
     """The learned-excess shares (analysis.dynamics.learned_excess_share) at one step for
     display: a row per init kind, a column per role, each cell the mean share over seeds as
-    a percentage with the seeds' range ('—' where the learned excess is within noise)."""
+    a percentage with the seeds' range and ± the draws' band half-width in the same unit
+    (mean over seeds; '—' where the role has no unit: its learned excess is within noise)."""
     at = share[share["step"] == step]
     rows = []
     for kind, g in at.groupby("kind", sort=False):
         row = {"init": kind}
         for role, h in g.groupby("role", sort=False):
-            v = h["share"].to_numpy(dtype=np.float64)
+            v, n = h["share"].to_numpy(dtype=np.float64), h["noise"].to_numpy(dtype=np.float64)
             row[style.ROLE_LABELS.get(role, role)] = ("—" if not np.isfinite(v).all() else
-                                                      f"{100 * v.mean():.0f}% [{100 * v.min():.0f}, {100 * v.max():.0f}]")
+                                                      f"{100 * v.mean():.0f}% [{100 * v.min():.0f}, {100 * v.max():.0f}] "
+                                                      f"±{100 * n.mean():.1f}")
         rows.append(row)
     return pd.DataFrame(rows)
