@@ -115,9 +115,9 @@ DEFAULTS = {
         # two thirds of a cold build is training, and the five runs train 5 × 768 steps.
         "train_steps": 768,
         "linear_every": 128,  # checkpoint spacing after the log-spaced steps
-        # Shares of training checkpointed besides: the verdicts' formed_by limit, so that "forms
-        # early" is decided at the limit itself, not at the grid's nearest steps (768 steps:
-        # 128 = 17% and 256 = 33%; with no checkpoint between, the test could never hold at 25%).
+        # Shares of training checkpointed besides; must hold verdicts.formed_by, so that "forms
+        # early" is decided at its own line (768 steps: 128 = 17% and 256 = 33%; without a
+        # checkpoint between, a shape half-way between 17% and 25% could only be undecided).
         "checkpoint_shares": [0.25],
         "lr": 1.0e-3,
         "min_lr": 1.0e-4,

@@ -867,7 +867,8 @@ def init_steps(curves: pd.DataFrame, level: float, standard: str = "standard") -
 
 def init_shape(measures: pd.DataFrame, draws: pd.DataFrame, level: float) -> pd.DataFrame:
     """Whether the spectra are non-Gaussian beyond noise at the last step, from the standard
-    init (a Gaussian start) and from the transplanted spectrum: per kind (standard, transplant), seed and role at the last step,
+    init (a Gaussian start) and from the transplanted spectrum: per kind (standard,
+    transplant), seed and role at the last step,
     the spectrum's W1 distance to the Gaussian draws against those draws' own prediction
     band (as claim 1 judges it): above the band holds, below it does not hold, inside it
     is undecided. measures/draws: measures.tables of the init runs with kind and seed columns."""

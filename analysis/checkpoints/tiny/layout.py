@@ -18,8 +18,9 @@ def checkpoint_steps(total: int, every: int, shares=()) -> list[int]:
     """Pythia's schedule: 0 and powers of two up to 512 (within `total`), then every `every`
     steps; and the last step at or before each of `shares` of `total` (the verdicts' limits:
     a checkpoint past a limit could not show a shape formed by it)."""
-    steps = [0] + [2**i for i in range(10) if 2**i <= total] + [math.floor(s * total) for s in shares]
-    start = max(2**i for i in range(10) if 2**i <= total) if total >= 1 else 0
+    powers = [2**i for i in range(10) if 2**i <= total]
+    steps = [0] + powers + [math.floor(s * total) for s in shares]
+    start = max(powers, default=0)
     steps += list(range(every * (start // every + 1), total + 1, every))
     if steps[-1] != total:
         steps.append(total)
